@@ -1,0 +1,33 @@
+# Two entry points for a fresh machine: `make run` and `make test`. Both create or reuse .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch keeps set-up small; a user with a GPU installs their own torch first.
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+
+.PHONY: venv run test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q $(TORCH_INDEX) "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+venv: $(BIN)/.installed
+
+run: venv
+	$(BIN)/python -m fmpbench run --methods all --dataset avazu
+
+test: venv
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check fmpbench tests benchmarks
+
+bench: venv
+	$(BIN)/python benchmarks/trainer_throughput.py
+
+clean:
+	rm -rf $(VENV) .fmpbench-data

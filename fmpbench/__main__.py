@@ -1,0 +1,5 @@
+import sys
+
+from fmpbench.cli import main
+
+sys.exit(main())

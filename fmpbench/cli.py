@@ -1,0 +1,223 @@
+"""``python -m fmpbench``: a thin command-line layer over the library API.
+
+Exit codes: 0 success, 1 some runs failed or bad data, 2 a usage error (unknown name, impossible k),
+130 interrupted. User mistakes get one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from fmpbench.data import DATASETS, DataError, get_dataset, prepare
+from fmpbench.grid import GridError, build_tasks, resolve_ks, run_grid
+from fmpbench.models import BACKBONES
+from fmpbench.protocol import ExperimentConfig
+from fmpbench.selectors import available_methods, get_selector_class
+from fmpbench.training import TrainConfig
+
+DEFAULT_DATA_DIR = os.environ.get("FMPBENCH_DATA", ".fmpbench-data")
+DEFAULT_RESULTS_DIR = "results/runs"
+
+
+class UsageError(ValueError):
+    """A mistake in the command line; reported in one line with exit code 2."""
+
+
+def _parse_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _parse_numbers(text: str) -> list[float]:
+    try:
+        return [float(v) for v in _parse_list(text)]
+    except ValueError:
+        raise UsageError(f"--k expects numbers separated by commas, got '{text}'") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fmpbench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="search, select top-k, retrain and test every method × k × seed")
+    run.add_argument("--methods", default="all", help="'all' or a comma-separated list")
+    run.add_argument("--dataset", default="avazu")
+    run.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="where `prepare` stored real data")
+    run.add_argument(
+        "--k", default=None, help="budgets: counts (5,10) or ratios of F (0.25,0.5); default 0.25,0.5,0.75"
+    )
+    run.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1)")
+    run.add_argument("--backbone", default="mlp")
+    run.add_argument("--embed-dim", type=int, default=None)
+    run.add_argument("--epochs", type=int, default=None, help="maximum epochs (early stopping on validation AUC)")
+    run.add_argument("--batch-size", type=int, default=None)
+    run.add_argument("--lr", type=float, default=None)
+    run.add_argument("--device", default="cpu")
+    run.add_argument("--rows", type=int, default=None, help="rows of the built-in stand-in / synthetic data")
+    run.add_argument("--results", default=DEFAULT_RESULTS_DIR, help="directory for run records")
+    run.add_argument("--resume", action="store_true", help="skip runs whose record already exists")
+    run.add_argument("--no-predictions", action="store_true", help="do not store test predictions")
+
+    prep = sub.add_parser("prepare", help="encode a raw dataset file into the cache used by `run`")
+    prep.add_argument("dataset")
+    prep.add_argument("--raw", required=True, action="append", help="raw file or directory (repeatable)")
+    prep.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    prep.add_argument("--min-count", type=int, default=None)
+    prep.add_argument("--split", choices=("random", "sequential"), default="random")
+    prep.add_argument("--split-seed", type=int, default=2024)
+    prep.add_argument("--skip-bad-rows", action="store_true", help="count and skip malformed rows instead of failing")
+
+    lst = sub.add_parser("list", help="list registered methods, datasets or backbones")
+    lst.add_argument("what", choices=("methods", "datasets", "backbones"))
+    return parser
+
+
+def _check_choice(kind: str, value: str, choices: list[str] | tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UsageError(f"unknown {kind} '{value}'; choose from: {', '.join(choices)}")
+
+
+def _check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"results directory '{directory}' is not writable: {exc.strerror or exc}") from None
+
+
+def _resolve_methods(text: str) -> list[str]:
+    known = available_methods()
+    if text == "all":
+        return known
+    methods = _parse_list(text)
+    if not methods:
+        raise UsageError(f"--methods is empty; choose from: all, {', '.join(known)}")
+    for method in methods:
+        _check_choice("method", method, known)
+    return methods
+
+
+def command_run(args: argparse.Namespace) -> int:
+    methods = _resolve_methods(args.methods)
+    _check_choice("dataset", args.dataset, DATASETS)
+    _check_choice("backbone", args.backbone, list(BACKBONES))
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
+    ks_spec = _parse_numbers(args.k) if args.k else None
+    results_dir = Path(args.results)
+    _check_writable(results_dir)
+    overrides = {"max_epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device}
+    train_config = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+    data = get_dataset(args.dataset, args.data_dir, n_rows=args.rows)
+    ks = resolve_ks(ks_spec, data.num_fields)
+    if data.data_source.startswith("standin"):
+        print(
+            f"*** NOTE: no prepared '{args.dataset}' data in '{args.data_dir}': using the built-in SYNTHETIC "
+            f"STAND-IN ({data.data_source}, {len(data.train)} training rows). Results are not real-data "
+            f"results. Run `python -m fmpbench prepare {args.dataset} --raw FILE` for real data. ***",
+            file=sys.stderr,
+        )
+    backbone_params = {"embed_dim": args.embed_dim} if args.embed_dim else {}
+    config = ExperimentConfig(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        n_rows=args.rows,
+        backbone=args.backbone,
+        backbone_params=backbone_params,
+        train_config=train_config,
+        save_predictions=not args.no_predictions,
+    )
+    tasks = build_tasks(methods, list(range(args.seeds)), ks)
+    print(
+        f"fmpbench: {args.dataset} ({data.data_source}), {data.num_fields} fields, k={list(ks)}, "
+        f"{len(methods)} methods × {args.seeds} seed(s) → results in {results_dir}",
+        file=sys.stderr,
+    )
+    outcome = run_grid(tasks, config, data, results_dir, resume=args.resume)
+    _print_summary(outcome.records)
+    print(
+        f"{len(outcome.records)} runs in {outcome.seconds:.1f}s, {outcome.skipped} skipped (--resume), "
+        f"{len(outcome.failed)} failed",
+        file=sys.stderr,
+    )
+    return 1 if outcome.failed else 0
+
+
+def _print_summary(records: list[dict]) -> None:
+    ok = [r for r in records if r["status"] == "ok"]
+    if not ok:
+        return
+    frame = pd.DataFrame(ok)
+    table = (
+        frame.groupby(["method", "k"], sort=False)
+        .agg(
+            auc=("test_auc", "mean"),
+            logloss=("test_logloss", "mean"),
+            emb_params=("embedding_params", "mean"),
+            dense_params=("dense_params", "mean"),
+            mflops=("flops_per_sample", lambda v: v.mean() / 1e6),
+            search_s=("search_seconds", "mean"),
+            retrain_s=("retrain_seconds", "mean"),
+            total_s=("total_seconds", "mean"),
+            seeds=("seed", "nunique"),
+        )
+        .reset_index()
+        .sort_values(["k", "auc"], ascending=[True, False])
+    )
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def command_prepare(args: argparse.Namespace) -> int:
+    _check_choice("dataset", args.dataset, [d for d in DATASETS if d != "synthetic"])
+    options = {"split": args.split, "split_seed": args.split_seed, "skip_bad_rows": args.skip_bad_rows}
+    if args.min_count is not None:
+        options["min_count"] = args.min_count
+    raw = args.raw[0] if len(args.raw) == 1 else args.raw
+    data = prepare(args.dataset, raw, args.data_dir, **options)
+    sizes = ", ".join(f"{name} {len(getattr(data, name)):,}" for name in ("train", "valid", "test"))
+    print(f"prepared {args.dataset}: {data.num_fields} fields, {sizes} rows")
+    print(f"fingerprint {data.fingerprint}, cached in {args.data_dir}")
+    skipped = data.info.get("skipped_rows")
+    if skipped:
+        print(f"skipped {skipped} malformed rows (--skip-bad-rows)")
+    return 0
+
+
+def command_list(args: argparse.Namespace) -> int:
+    if args.what == "methods":
+        for name in available_methods():
+            doc = (get_selector_class(name).__doc__ or "").strip().splitlines()
+            print(f"{name:<12} {doc[0] if doc else ''}")
+    elif args.what == "datasets":
+        print("\n".join(DATASETS))
+    else:
+        print("\n".join(BACKBONES))
+    return 0
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    commands = {"run": command_run, "prepare": command_prepare, "list": command_list}
+    try:
+        return commands[args.command](args)
+    except (UsageError, GridError) as exc:
+        print(f"fmpbench: error: {exc}", file=sys.stderr)
+        return 2
+    except DataError as exc:
+        print(f"fmpbench: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("fmpbench: interrupted; finished runs are saved, rerun with --resume to complete", file=sys.stderr)
+        return 130

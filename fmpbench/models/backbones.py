@@ -1,0 +1,196 @@
+"""CTR backbones sharing one embedding layout and one field-gate slot.
+
+Every backbone embeds the fields, multiplies them by the optional ``field_gate`` (used by gate-based
+selectors during their search) and maps them to one logit per sample. ``embedding_parameters`` and
+``dense_parameters`` split the parameter count the way the study reports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from fmpbench.models.embedding import FieldEmbedding
+
+
+def mlp_tower(in_dim: int, hidden: Sequence[int], dropout: float, batch_norm: bool) -> nn.Sequential:
+    """Linear → [BatchNorm] → ReLU → [Dropout] blocks; the output width is ``hidden[-1]``."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers.append(nn.Linear(in_dim, width))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(width))
+        layers.append(nn.ReLU())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        in_dim = width
+    return nn.Sequential(*layers)
+
+
+class CTRModel(nn.Module):
+    """Base class: embedding, field gate slot, parameter accounting.
+
+    ``field_gate`` is a module mapping embeddings ``[B, F, d]`` to field weights broadcastable to
+    ``[B, F]``; it belongs to a selector's search, never to a retrained model.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, field_dims: Sequence[int], embed_dim: int = 16) -> None:
+        super().__init__()
+        self.field_dims = [int(d) for d in field_dims]
+        self.num_fields = len(self.field_dims)
+        self.embed_dim = embed_dim
+        self.embedding = FieldEmbedding(self.field_dims, embed_dim)
+        self.field_gate: nn.Module | None = None
+
+    def gate_weights(self, emb: torch.Tensor) -> torch.Tensor | None:
+        return None if self.field_gate is None else self.field_gate(emb)
+
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Gated field embeddings ``[B, F, d]`` and the gate weights that were applied."""
+        emb = self.embedding(x)
+        weights = self.gate_weights(emb)
+        if weights is not None:
+            emb = emb * weights.unsqueeze(-1)
+        return emb, weights
+
+    def embedding_modules(self) -> list[nn.Embedding]:
+        return [m for m in self.modules() if isinstance(m, nn.Embedding)]
+
+    def embedding_parameters(self) -> int:
+        return sum(m.weight.numel() for m in self.embedding_modules())
+
+    def dense_parameters(self) -> int:
+        emb_ids = {id(m.weight) for m in self.embedding_modules()}
+        gate_ids = set() if self.field_gate is None else {id(p) for p in self.field_gate.parameters()}
+        return sum(p.numel() for p in self.parameters() if id(p) not in emb_ids | gate_ids)
+
+
+class MLP(CTRModel):
+    """Embeddings concatenated into an MLP tower (the default backbone)."""
+
+    name = "mlp"
+
+    def __init__(
+        self,
+        field_dims: Sequence[int],
+        embed_dim: int = 16,
+        hidden: Sequence[int] = (256, 128),
+        dropout: float = 0.1,
+        batch_norm: bool = True,
+    ) -> None:
+        super().__init__(field_dims, embed_dim)
+        self.hidden = list(hidden)
+        self.mlp = mlp_tower(self.num_fields * embed_dim, hidden, dropout, batch_norm)
+        self.head = nn.Linear(hidden[-1] if hidden else self.num_fields * embed_dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        emb, _ = self.embed(x)
+        return self.head(self.mlp(emb.flatten(1))).squeeze(-1)
+
+
+class _WithFirstOrder(CTRModel):
+    """Adds a per-value scalar weight (the 'wide' / first-order part), gated like the embeddings."""
+
+    def __init__(self, field_dims: Sequence[int], embed_dim: int) -> None:
+        super().__init__(field_dims, embed_dim)
+        self.first_order = FieldEmbedding(self.field_dims, 1)
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def linear_term(self, x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        w = self.first_order(x).squeeze(-1)
+        if weights is not None:
+            w = w * weights
+        return w.sum(1) + self.bias
+
+
+class DeepFM(_WithFirstOrder):
+    """Guo et al. 2017: first-order + FM pairwise term + MLP on the same embeddings."""
+
+    name = "deepfm"
+
+    def __init__(
+        self,
+        field_dims: Sequence[int],
+        embed_dim: int = 16,
+        hidden: Sequence[int] = (256, 128),
+        dropout: float = 0.1,
+        batch_norm: bool = True,
+    ) -> None:
+        super().__init__(field_dims, embed_dim)
+        self.mlp = mlp_tower(self.num_fields * embed_dim, hidden, dropout, batch_norm)
+        self.head = nn.Linear(hidden[-1], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        emb, weights = self.embed(x)
+        square_of_sum = emb.sum(1).pow(2)
+        sum_of_square = emb.pow(2).sum(1)
+        fm = 0.5 * (square_of_sum - sum_of_square).sum(1)
+        deep = self.head(self.mlp(emb.flatten(1))).squeeze(-1)
+        return self.linear_term(x, weights) + fm + deep
+
+
+class DCN(CTRModel):
+    """Wang et al. 2017: explicit cross layers beside an MLP, concatenated into one head."""
+
+    name = "dcn"
+
+    def __init__(
+        self,
+        field_dims: Sequence[int],
+        embed_dim: int = 16,
+        hidden: Sequence[int] = (256, 128),
+        dropout: float = 0.1,
+        batch_norm: bool = True,
+        cross_layers: int = 2,
+    ) -> None:
+        super().__init__(field_dims, embed_dim)
+        in_dim = self.num_fields * embed_dim
+        self.cross = nn.ModuleList(nn.Linear(in_dim, 1, bias=False) for _ in range(cross_layers))
+        self.cross_bias = nn.ParameterList(nn.Parameter(torch.zeros(in_dim)) for _ in range(cross_layers))
+        self.mlp = mlp_tower(in_dim, hidden, dropout, batch_norm)
+        self.head = nn.Linear(in_dim + hidden[-1], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        emb, _ = self.embed(x)
+        x0 = emb.flatten(1)
+        xl = x0
+        for layer, bias in zip(self.cross, self.cross_bias):
+            xl = x0 * layer(xl) + bias + xl
+        return self.head(torch.cat([xl, self.mlp(x0)], dim=1)).squeeze(-1)
+
+
+class WideDeep(_WithFirstOrder):
+    """Cheng et al. 2016: a wide linear part over field values plus an MLP."""
+
+    name = "widedeep"
+
+    def __init__(
+        self,
+        field_dims: Sequence[int],
+        embed_dim: int = 16,
+        hidden: Sequence[int] = (256, 128),
+        dropout: float = 0.1,
+        batch_norm: bool = True,
+    ) -> None:
+        super().__init__(field_dims, embed_dim)
+        self.mlp = mlp_tower(self.num_fields * embed_dim, hidden, dropout, batch_norm)
+        self.head = nn.Linear(hidden[-1], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        emb, weights = self.embed(x)
+        return self.linear_term(x, weights) + self.head(self.mlp(emb.flatten(1))).squeeze(-1)
+
+
+BACKBONES: dict[str, Callable[..., CTRModel]] = {cls.name: cls for cls in (MLP, DeepFM, DCN, WideDeep)}
+
+
+def build_backbone(name: str, field_dims: Sequence[int], **params: object) -> CTRModel:
+    """Instantiate a backbone by name; unknown names raise a one-line ValueError listing choices."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone '{name}'; choose from: {', '.join(BACKBONES)}")
+    return BACKBONES[name](field_dims, **params)

@@ -1,0 +1,253 @@
+"""The benchmark protocol for one (method, seed): search once → for each k, top-k → retrain → test.
+
+Each result row becomes one record. A search is reused across every k of its seed. A failure in the
+search fails that task's rows; a failure in one retrain fails only that row; either way the records
+say why, and the grid goes on. The test split is touched exactly once per row, after training.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fmpbench.data.prepared import PreparedData
+from fmpbench.measures import (
+    embedding_lookups_per_sample,
+    flops_per_sample,
+    inference_ms_per_1000,
+    peak_memory_mb,
+)
+from fmpbench.models import CTRModel
+from fmpbench.results import (
+    RECORD_SCHEMA,
+    code_version,
+    machine_info,
+    package_versions,
+    stable_hash,
+    write_record,
+)
+from fmpbench.selectors import SearchContext, Selector, get_selector_class
+from fmpbench.training import SplitTensors, TrainConfig, TrainingDiverged, evaluate
+
+LATENCY_BATCH = 1000
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything shared by the runs of one grid (besides method, k and seed)."""
+
+    dataset: str
+    data_dir: str | None = None
+    n_rows: int | None = None
+    backbone: str = "mlp"
+    backbone_params: dict[str, Any] = field(default_factory=dict)
+    train_config: TrainConfig = field(default_factory=TrainConfig)
+    method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    save_predictions: bool = True
+
+    def context(self, seed: int) -> SearchContext:
+        return SearchContext(seed, self.backbone, dict(self.backbone_params), self.train_config)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One search and its top-k retrains: the unit the executors distribute."""
+
+    method: str
+    seed: int
+    ks: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One result row of a task: its reported name, budget and run id."""
+
+    name: str
+    k: int
+    native: bool
+    run_id: str
+
+
+def task_rows(task: Task, config: ExperimentConfig, data: PreparedData) -> list[Row]:
+    """The rows a task produces; ``none`` yields one row at k = F, native pipelines an extra row per k."""
+    cls = get_selector_class(task.method)
+    params = config.method_params.get(task.method, {})
+    ks = (data.num_fields,) if cls.keeps_all_fields else task.ks
+    rows: list[Row] = []
+    for k in ks:
+        variants = [(cls.retrain_name or cls.name, False)]
+        if cls.native_name:
+            variants.append((cls.native_name, True))
+        for name, native in variants:
+            identity = {
+                "schema": RECORD_SCHEMA,
+                "row": name,
+                "method": task.method,
+                "method_params": params,
+                "dataset": config.dataset,
+                "data_fingerprint": data.fingerprint,
+                "k": k,
+                "seed": task.seed,
+                "backbone": config.backbone,
+                "backbone_params": config.backbone_params,
+                "train_config": config.train_config.to_dict(),
+            }
+            rows.append(Row(name, k, native, stable_hash(identity)))
+    return rows
+
+
+def _base_record(row: Row, task: Task, config: ExperimentConfig, data: PreparedData) -> dict[str, Any]:
+    return {
+        "schema": RECORD_SCHEMA,
+        "run_id": row.run_id,
+        "method": row.name,
+        "selector": task.method,
+        "native_pipeline": row.native,
+        "dataset": config.dataset,
+        "data_source": data.data_source,
+        "data_fingerprint": data.fingerprint,
+        "data_info": {k: v for k, v in data.info.items() if isinstance(v, (int, float, str, bool, list, dict))},
+        "num_fields": data.num_fields,
+        "field_names": list(data.field_names),
+        "k": row.k,
+        "seed": task.seed,
+        "backbone": config.backbone,
+        "backbone_params": config.backbone_params,
+        "train_config": config.train_config.to_dict(),
+        "method_params": config.method_params.get(task.method, {}),
+        "versions": package_versions(),
+        "code_version": code_version(),
+        "machine": machine_info(),
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _failure(record: dict[str, Any], exc: BaseException) -> dict[str, Any]:
+    record["status"] = "diverged" if isinstance(exc, TrainingDiverged) else "failed"
+    record["error"] = f"{type(exc).__name__}: {exc}"
+    record["traceback"] = traceback.format_exc()
+    return record
+
+
+def _model_measures(model: CTRModel, batch: torch.Tensor) -> dict[str, Any]:
+    """Sizes, FLOPs and latency, measured on validation rows so that test is only scored once."""
+    return {
+        "embedding_params": model.embedding_parameters(),
+        "dense_params": model.dense_parameters(),
+        "flops_per_sample": flops_per_sample(model, batch),
+        "embedding_lookups_per_sample": embedding_lookups_per_sample(model),
+        "inference_ms_per_1000": inference_ms_per_1000(model, batch),
+    }
+
+
+def _measure_batch(data: PreparedData, fields: np.ndarray | None, device: torch.device) -> torch.Tensor:
+    x = np.asarray(data.valid.X[:LATENCY_BATCH])
+    if fields is not None:
+        x = x[:, fields]
+    return torch.from_numpy(np.ascontiguousarray(x)).to(device)
+
+
+def _reference_measures(config: ExperimentConfig, data: PreparedData, seed: int) -> dict[str, Any]:
+    """Sizes of the unpruned backbone, recorded as the 'before' of every row."""
+    model = config.context(seed).make_model(data.field_dims)
+    return {
+        "embedding_params_full": model.embedding_parameters(),
+        "dense_params_full": model.dense_parameters(),
+        "flops_per_sample_full": flops_per_sample(model, _measure_batch(data, None, torch.device("cpu"))),
+    }
+
+
+def run_task(
+    task: Task,
+    config: ExperimentConfig,
+    data: PreparedData,
+    results_dir: Path,
+    skip_run_ids: set[str] | frozenset[str] = frozenset(),
+    report: Any = None,
+) -> list[dict[str, Any]]:
+    """Run the missing rows of one task, write their records, and return them.
+
+    ``report`` (optional) is called with each record as soon as it is written (progress display).
+    """
+    rows = [r for r in task_rows(task, config, data) if r.run_id not in skip_run_ids]
+    if not rows:
+        return []
+    context = config.context(task.seed)
+    cls = get_selector_class(task.method)
+    records: list[dict[str, Any]] = []
+
+    def emit(record: dict[str, Any], predictions: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        write_record(results_dir, record, predictions if config.save_predictions else None)
+        records.append(record)
+        if report is not None:
+            report(record)
+
+    search_start = time.perf_counter()
+    try:
+        torch.manual_seed(task.seed)
+        selector: Selector = cls(**config.method_params.get(task.method, {}))
+        selector.fit(data, context)
+    except Exception as exc:  # noqa: BLE001 - a failing method must not stop the grid
+        for row in rows:
+            emit(_failure(_base_record(row, task, config, data), exc))
+        return records
+    search_seconds = time.perf_counter() - search_start
+    reference = _reference_measures(config, data, task.seed)
+    scores = dict(zip(data.field_names, selector.scores_.tolist()))
+
+    for row in rows:
+        record = _base_record(row, task, config, data)
+        record.update(reference)
+        record.update(
+            search_seconds=search_seconds,
+            field_scores=scores,
+            method_info=selector.describe(),
+            method_params=selector.get_params(),
+        )
+        try:
+            record.update(_train_and_test(selector, row, data, context))
+        except Exception as exc:  # noqa: BLE001 - one failed row must not stop the others
+            emit(_failure(record, exc))
+            continue
+        predictions = record.pop("_predictions")
+        record["total_seconds"] = search_seconds + record["retrain_seconds"]
+        record["peak_memory_mb"] = peak_memory_mb(context.device)
+        record["status"] = "ok"
+        emit(record, predictions)
+    return records
+
+
+def _train_and_test(selector: Selector, row: Row, data: PreparedData, context: SearchContext) -> dict[str, Any]:
+    if row.native:
+        outcome = selector.fit_native(row.k, data, context)
+        model, fields = outcome.model, np.asarray(outcome.fields)
+        retrain_seconds, epochs, valid_auc, extra = outcome.train_seconds, outcome.epochs, None, outcome.extra
+    else:
+        fields = selector.get_support(row.k)
+        model = context.make_model([data.field_dims[f] for f in fields])
+        train, valid = context.tensors(data, fields)
+        result = context.trainer().fit(model, train, valid)
+        retrain_seconds, epochs, valid_auc, extra = result.seconds, result.epochs, result.best_valid_auc, {}
+    test = SplitTensors(data.test, context.device, fields)
+    test_auc, test_logloss, probs = evaluate(model, test, context.train_config.eval_batch_size)
+    if not np.isfinite(test_logloss):
+        raise TrainingDiverged("test predictions are not finite")
+    return {
+        "selected_fields": [data.field_names[f] for f in fields],
+        "test_auc": test_auc,
+        "test_logloss": test_logloss,
+        "valid_auc": valid_auc,
+        "retrain_seconds": retrain_seconds,
+        "epochs": epochs,
+        "seconds_per_epoch": retrain_seconds / max(epochs, 1),
+        "native_info": extra,
+        **_model_measures(model, _measure_batch(data, fields, context.device)),
+        "_predictions": (test.y.cpu().numpy(), probs),
+    }

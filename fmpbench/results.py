@@ -1,0 +1,143 @@
+"""Run records: one JSON file per run, written atomically, keyed by a hash of what defines the run.
+
+A record is the unit ``report`` reads. It is written with write-to-temp + ``os.replace`` so a killed
+process never leaves a half-written record; test predictions (for DeLong's test) go to a compressed
+side file written *before* the record, so a record's presence means everything it points to exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import warnings
+from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RECORD_SCHEMA = 1
+TRACKED_PACKAGES = ("fmpbench", "torch", "numpy", "pandas", "scipy", "scikit-learn", "xgboost")
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    """Hex digest of a JSON-serialisable object with sorted keys (stable across processes)."""
+    payload = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:length]
+
+
+def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def record_path(results_dir: Path, run_id: str) -> Path:
+    return Path(results_dir) / f"{run_id}.json"
+
+
+def predictions_path(results_dir: Path, run_id: str) -> Path:
+    return Path(results_dir) / "predictions" / f"{run_id}.npz"
+
+
+def write_record(
+    results_dir: Path, record: dict[str, Any], predictions: tuple[np.ndarray, np.ndarray] | None = None
+) -> Path:
+    """Write a run's predictions (labels uint8, probabilities float16) and then its record."""
+    run_id = record["run_id"]
+    if predictions is not None:
+        labels, probs = predictions
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, y=np.asarray(labels, dtype=np.uint8), p=np.asarray(probs, dtype=np.float16))
+        _atomic_write_bytes(predictions_path(results_dir, run_id), buffer.getvalue())
+        record["predictions_file"] = str(predictions_path(Path("."), run_id))
+    payload = json.dumps(record, indent=1, sort_keys=True, default=_json_default).encode()
+    path = record_path(results_dir, run_id)
+    _atomic_write_bytes(path, payload)
+    return path
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        record = json.load(handle)
+    if not isinstance(record, dict) or "run_id" not in record or "status" not in record:
+        raise ValueError("not a run record (missing run_id/status)")
+    return record
+
+
+def iter_records(results_dir: Path) -> Iterator[dict[str, Any]]:
+    """Every readable record; a corrupt one is skipped with a warning naming its file."""
+    for path in sorted(Path(results_dir).glob("*.json")):
+        try:
+            yield read_record(path)
+        except (OSError, ValueError) as exc:
+            warnings.warn(f"skipping corrupt result record {path}: {exc}", stacklevel=2)
+
+
+def finished_run_ids(results_dir: Path) -> set[str]:
+    """Ids of runs that completed successfully (failures are retried on ``--resume``)."""
+    return {r["run_id"] for r in iter_records(results_dir) if r["status"] == "ok"}
+
+
+def load_predictions(results_dir: Path, run_id: str) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(predictions_path(results_dir, run_id)) as data:
+        return data["y"], data["p"].astype(np.float64)
+
+
+def package_versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "hostname": platform.node(),
+    }
+
+
+def code_version() -> str:
+    """The git commit of the checkout this package runs from, or ``unknown``."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

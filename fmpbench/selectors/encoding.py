@@ -1,0 +1,71 @@
+"""Encodings of categorical field ids for the shallow (filter) methods, fitted on training rows only.
+
+ERASE feeds label-encoded ids to linear models and trees as if they were numbers; here ids are
+one-hot encoded (sparse) for linear models, and frequency / target encoded for trees.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from fmpbench.data.prepared import Split
+
+
+def subsample(split: Split, max_rows: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_rows`` rows of a split (uniform without replacement, seeded), as in-memory arrays."""
+    n = len(split)
+    if max_rows is None or n <= max_rows:
+        return np.asarray(split.X), np.asarray(split.y)
+    idx = np.sort(np.random.default_rng(seed).choice(n, size=max_rows, replace=False))
+    return np.asarray(split.X[idx]), np.asarray(split.y[idx])
+
+
+def one_hot(X: np.ndarray, field_dims: list[int]) -> sp.csr_matrix:
+    """Sparse one-hot matrix ``[n, sum(field_dims)]``; column block f belongs to field f."""
+    n, num_fields = X.shape
+    offsets = np.concatenate([[0], np.cumsum(field_dims)[:-1]]).astype(np.int64)
+    cols = (X.astype(np.int64) + offsets).ravel()
+    indptr = np.arange(0, n * num_fields + 1, num_fields, dtype=np.int64)
+    data = np.ones(n * num_fields, dtype=np.float32)
+    return sp.csr_matrix((data, cols, indptr), shape=(n, int(np.sum(field_dims))))
+
+
+def field_blocks(field_dims: list[int]) -> list[slice]:
+    """Column slices of each field in :func:`one_hot`'s output."""
+    bounds = np.concatenate([[0], np.cumsum(field_dims)])
+    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def frequency_encode(X_fit: np.ndarray, X: np.ndarray, field_dims: list[int]) -> np.ndarray:
+    """Each id replaced by its relative frequency among the fitting rows (per field)."""
+    out = np.empty(X.shape, dtype=np.float32)
+    for f, dim in enumerate(field_dims):
+        freq = np.bincount(X_fit[:, f], minlength=dim) / max(len(X_fit), 1)
+        out[:, f] = freq[X[:, f]]
+    return out
+
+
+def target_encode(
+    X_fit: np.ndarray, y_fit: np.ndarray, X: np.ndarray, field_dims: list[int], smoothing: float = 20.0
+) -> np.ndarray:
+    """Smoothed mean label of each id among the fitting rows (shrunk towards the global rate)."""
+    prior = float(np.mean(y_fit)) if len(y_fit) else 0.5
+    out = np.empty(X.shape, dtype=np.float32)
+    for f, dim in enumerate(field_dims):
+        counts = np.bincount(X_fit[:, f], minlength=dim)
+        positives = np.bincount(X_fit[:, f], weights=y_fit, minlength=dim)
+        out[:, f] = ((positives + smoothing * prior) / (counts + smoothing))[X[:, f]]
+    return out
+
+
+def target_encode_out_of_fold(
+    X: np.ndarray, y: np.ndarray, field_dims: list[int], folds: int, seed: int, smoothing: float = 20.0
+) -> np.ndarray:
+    """Target encoding of the fitting rows themselves, each fold encoded by the other folds (no leak)."""
+    fold_of = np.random.default_rng(seed).integers(0, folds, size=len(X))
+    out = np.empty(X.shape, dtype=np.float32)
+    for fold in range(folds):
+        held = fold_of == fold
+        out[held] = target_encode(X[~held], y[~held], X[held], field_dims, smoothing)
+    return out

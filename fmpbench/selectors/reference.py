@@ -1,0 +1,33 @@
+"""The two references every honest benchmark needs: all fields, and a random ranking."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fmpbench.data.prepared import PreparedData
+from fmpbench.selectors.base import SearchContext, Selector
+from fmpbench.selectors.registry import register
+
+
+@register
+class NoSelection(Selector):
+    """``none``: keeps every field — the unpruned model every method is compared with."""
+
+    name = "none"
+    keeps_all_fields = True
+
+    def fit(self, data: PreparedData, context: SearchContext | None = None) -> NoSelection:
+        self._set_scores(data, np.ones(data.num_fields))
+        return self
+
+
+@register
+class RandomSelection(Selector):
+    """``random``: uniformly random field scores from the run's seed — the floor to beat."""
+
+    name = "random"
+
+    def fit(self, data: PreparedData, context: SearchContext | None = None) -> RandomSelection:
+        seed = (context or SearchContext()).seed
+        self._set_scores(data, np.random.default_rng(seed).random(data.num_fields))
+        return self

@@ -1,0 +1,105 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fmpbench.data.prepared import Split
+from fmpbench.training import SplitTensors, TrainConfig, Trainer, TrainHooks, TrainingDiverged
+
+
+def _train(data, context, seed=0, hooks=None, **config):
+    cfg = TrainConfig(**{**context.train_config.to_dict(), **config})
+    ctx = type(context)(seed, context.backbone, context.backbone_params, cfg)
+    model = ctx.make_model(data.field_dims)
+    train, valid = ctx.tensors(data)
+    result = Trainer(cfg, hooks, seed=seed).fit(model, train, valid)
+    return model, result
+
+
+def test_training_learns_the_planted_signal(tiny_synthetic, fast_context):
+    _, result = _train(tiny_synthetic, fast_context)
+    assert result.best_valid_auc > 0.70
+
+
+def test_same_seed_gives_identical_weights_and_metrics(tiny_synthetic, fast_context):
+    model_a, result_a = _train(tiny_synthetic, fast_context, seed=3)
+    model_b, result_b = _train(tiny_synthetic, fast_context, seed=3)
+    assert result_a.valid_auc_history == result_b.valid_auc_history
+    for pa, pb in zip(model_a.parameters(), model_b.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_early_stopping_restores_the_best_epoch(tiny_synthetic, fast_context):
+    model, result = _train(tiny_synthetic, fast_context, max_epochs=12, patience=2, embed_lr=0.05, lr=0.01)
+    assert result.best_valid_auc == max(result.valid_auc_history)
+    assert result.epochs <= 12
+    if result.epochs < 12:
+        assert result.epochs - result.best_epoch == 2
+    _, valid = fast_context.tensors(tiny_synthetic)
+    from fmpbench.training import evaluate
+
+    assert evaluate(model, valid)[0] == pytest.approx(result.best_valid_auc, abs=1e-9)
+
+
+def test_absurd_learning_rate_raises_diverged(tiny_synthetic, fast_context):
+    with pytest.raises(TrainingDiverged, match="loss became"):
+        _train(tiny_synthetic, fast_context, lr=1e30, embed_lr=1e30)
+
+
+def test_hooks_are_called_in_order(tiny_synthetic, fast_context):
+    calls = []
+
+    class Recorder(TrainHooks):
+        validation_every = 3
+
+        def extra_loss(self, model, step):
+            calls.append(("loss", step))
+            return torch.zeros(())
+
+        def after_step(self, model, step):
+            calls.append(("after", step))
+
+        def validation_step(self, model, x, y, step):
+            calls.append(("valid", step, x.shape[0]))
+
+    _, result = _train(tiny_synthetic, fast_context, hooks=Recorder(), max_epochs=1)
+    assert calls[:2] == [("loss", 0), ("after", 1)]
+    valid_steps = [c[1] for c in calls if c[0] == "valid"]
+    assert valid_steps == list(range(3, result.steps + 1, 3))
+
+
+def test_architecture_parameters_are_not_trained_on_training_batches(tiny_synthetic, fast_context):
+    gate = torch.nn.Parameter(torch.ones(tiny_synthetic.num_fields))
+
+    class Gate(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.logits = gate
+
+        def forward(self, emb):
+            return self.logits.expand(emb.shape[0], -1)
+
+    class Bilevel(TrainHooks):
+        def architecture_parameters(self, model):
+            return [gate]
+
+    model = fast_context.make_model(tiny_synthetic.field_dims)
+    model.field_gate = Gate()
+    train, valid = fast_context.tensors(tiny_synthetic)
+    Trainer(fast_context.train_config, Bilevel()).fit(model, train, valid, max_epochs=1)
+    assert torch.equal(gate.detach(), torch.ones(tiny_synthetic.num_fields))
+
+
+def test_field_subset_gathers_the_right_columns():
+    X = np.arange(12, dtype=np.int32).reshape(4, 3)
+    split = SplitTensors(Split(X, np.zeros(4, dtype=np.float32)), torch.device("cpu"), np.array([0, 2]))
+    assert split.x.tolist() == [[0, 2], [3, 5], [6, 8], [9, 11]]
+    batches = list(split.shuffled_batches(3, torch.Generator().manual_seed(0)))
+    assert sorted(tuple(r) for b, _ in batches for r in b.tolist()) == [(0, 2), (3, 5), (6, 8), (9, 11)]
+    assert [len(b) for b, _ in batches] == [3, 1]
+
+
+def test_history_is_finite(tiny_synthetic, fast_context):
+    _, result = _train(tiny_synthetic, fast_context, max_epochs=2)
+    assert all(math.isfinite(v) for v in result.valid_auc_history)
