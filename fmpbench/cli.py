@@ -16,14 +16,16 @@ from pathlib import Path
 import pandas as pd
 
 from fmpbench.data import DATASETS, DataError, get_dataset, prepare
-from fmpbench.grid import GridError, build_tasks, resolve_ks, run_grid
+from fmpbench.grid import EXECUTORS, GridError, build_tasks, resolve_ks, run_grid
 from fmpbench.models import BACKBONES
 from fmpbench.protocol import ExperimentConfig
+from fmpbench.report import generate_report
 from fmpbench.selectors import available_methods, get_selector_class
 from fmpbench.training import TrainConfig
 
 DEFAULT_DATA_DIR = os.environ.get("FMPBENCH_DATA", ".fmpbench-data")
 DEFAULT_RESULTS_DIR = "results/runs"
+DEFAULT_STUDY_DIR = "results/study"
 
 
 class UsageError(ValueError):
@@ -62,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rows", type=int, default=None, help="rows of the built-in stand-in / synthetic data")
     run.add_argument("--results", default=DEFAULT_RESULTS_DIR, help="directory for run records")
     run.add_argument("--resume", action="store_true", help="skip runs whose record already exists")
+    run.add_argument("--jobs", type=int, default=1, help="worker processes (each gets cores/jobs threads)")
+    run.add_argument("--executor", default="local", help="'local' (default) or 'ray'")
+    run.add_argument("--ray-address", default=None, help="address of a running Ray cluster (default: start one)")
     run.add_argument("--no-predictions", action="store_true", help="do not store test predictions")
 
     prep = sub.add_parser("prepare", help="encode a raw dataset file into the cache used by `run`")
@@ -72,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--split", choices=("random", "sequential"), default="random")
     prep.add_argument("--split-seed", type=int, default=2024)
     prep.add_argument("--skip-bad-rows", action="store_true", help="count and skip malformed rows instead of failing")
+
+    rep = sub.add_parser("report", help="regenerate tables and figures from stored run records (no training)")
+    rep.add_argument("--results", default=DEFAULT_STUDY_DIR, help="directory of run records")
+    rep.add_argument("--out", default="paper_figures", help="output directory for tables and figures")
+    rep.add_argument("--no-figures", action="store_true", help="write only the tables (fast)")
 
     lst = sub.add_parser("list", help="list registered methods, datasets or backbones")
     lst.add_argument("what", choices=("methods", "datasets", "backbones"))
@@ -110,6 +120,9 @@ def command_run(args: argparse.Namespace) -> int:
     _check_choice("backbone", args.backbone, list(BACKBONES))
     if args.seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    _check_choice("executor", args.executor, EXECUTORS)
     ks_spec = _parse_numbers(args.k) if args.k else None
     results_dir = Path(args.results)
     _check_writable(results_dir)
@@ -140,7 +153,16 @@ def command_run(args: argparse.Namespace) -> int:
         f"{len(methods)} methods × {args.seeds} seed(s) → results in {results_dir}",
         file=sys.stderr,
     )
-    outcome = run_grid(tasks, config, data, results_dir, resume=args.resume)
+    outcome = run_grid(
+        tasks,
+        config,
+        data,
+        results_dir,
+        resume=args.resume,
+        jobs=args.jobs,
+        executor=args.executor,
+        ray_address=args.ray_address,
+    )
     _print_summary(outcome.records)
     print(
         f"{len(outcome.records)} runs in {outcome.seconds:.1f}s, {outcome.skipped} skipped (--resume), "
@@ -190,6 +212,20 @@ def command_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_report(args: argparse.Namespace) -> int:
+    results_dir = Path(args.results)
+    if not results_dir.is_dir():
+        raise UsageError(f"results directory '{results_dir}' does not exist")
+    summary = generate_report(results_dir, Path(args.out), figures=not args.no_figures)
+    print(
+        f"{summary.n_records} records ({summary.n_ok} ok, {summary.n_failed} failed, {summary.n_missing} missing, "
+        f"{summary.n_corrupt} corrupt) → {len(summary.tables)} tables, {len(summary.figures)} figures in {args.out}"
+    )
+    for name, reason in summary.missing_figures.items():
+        print(f"not produced: {name}: {reason}")
+    return 0
+
+
 def command_list(args: argparse.Namespace) -> int:
     if args.what == "methods":
         for name in available_methods():
@@ -209,7 +245,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    commands = {"run": command_run, "prepare": command_prepare, "list": command_list}
+    commands = {"run": command_run, "prepare": command_prepare, "report": command_report, "list": command_list}
     try:
         return commands[args.command](args)
     except (UsageError, GridError) as exc:

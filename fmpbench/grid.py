@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from fmpbench.data import get_dataset
 from fmpbench.data.prepared import PreparedData
-from fmpbench.protocol import ExperimentConfig, Task, run_task, task_rows
-from fmpbench.results import finished_run_ids
+from fmpbench.protocol import ExperimentConfig, Predictions, Task, iter_task_outputs, run_task, task_rows
+from fmpbench.results import finished_run_ids, write_record
 
 DEFAULT_K_RATIOS = (0.25, 0.5, 0.75)
+EXECUTORS = ("local", "ray")
 
 
 class GridError(ValueError):
@@ -78,6 +85,38 @@ def _progress_printer(total: int, already: int, stream: Any) -> Callable[[dict[s
     return report
 
 
+def _load_data(config: ExperimentConfig) -> PreparedData:
+    """The grid's data as a worker sees it: memory-mapped from the cache, or regenerated (stand-ins)."""
+    return get_dataset(config.dataset, config.data_dir, n_rows=config.n_rows, mmap=True)
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _worker_run(
+    task: Task, config: ExperimentConfig, skip: frozenset[str], data: PreparedData | None = None
+) -> list[tuple[dict[str, Any], Predictions]]:
+    """Run one task in a worker and hand its outputs back to the process that writes records."""
+    data = data if data is not None else _cached_data(config)
+    return list(iter_task_outputs(task, config, data, skip))
+
+
+_WORKER_DATA: dict[str, PreparedData] = {}
+
+
+def _cached_data(config: ExperimentConfig) -> PreparedData:
+    key = f"{config.dataset}|{config.data_dir}|{config.n_rows}"
+    if key not in _WORKER_DATA:
+        _WORKER_DATA[key] = _load_data(config)
+    return _WORKER_DATA[key]
+
+
+def threads_per_worker(jobs: int) -> int:
+    """Split the machine's cores between workers so N workers never oversubscribe them."""
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
 def run_grid(
     tasks: Sequence[Task],
     config: ExperimentConfig,
@@ -85,15 +124,98 @@ def run_grid(
     results_dir: Path,
     *,
     resume: bool = False,
+    jobs: int = 1,
+    executor: str = "local",
+    ray_address: str | None = None,
     stream: Any = sys.stderr,
 ) -> GridOutcome:
-    """Run every task in this process, skipping finished runs when ``resume`` is set."""
+    """Run every task, skipping finished runs when ``resume`` is set.
+
+    ``jobs == 1`` with the local executor runs in this process. ``jobs > 1`` starts that many worker
+    processes, each with its share of the cores. ``executor="ray"`` sends tasks to a Ray cluster
+    (``ray_address``; a local one is started when None). Workers return records to this process,
+    which alone writes them, so results and ``--resume`` behave the same on every executor.
+    """
+    if jobs < 1:
+        raise GridError(f"--jobs must be at least 1, got {jobs}")
+    if executor not in EXECUTORS:
+        raise GridError(f"unknown executor '{executor}'; choose from: {', '.join(EXECUTORS)}")
     start = time.perf_counter()
-    finished = finished_run_ids(results_dir) if resume else set()
+    finished = frozenset(finished_run_ids(results_dir)) if resume else frozenset()
     all_rows = [row for task in tasks for row in task_rows(task, config, data)]
     skipped = sum(row.run_id in finished for row in all_rows)
     report = _progress_printer(len(all_rows), skipped, stream)
+    pending = [t for t in tasks if any(r.run_id not in finished for r in task_rows(t, config, data))]
     records: list[dict[str, Any]] = []
-    for task in tasks:
-        records += run_task(task, config, data, results_dir, finished, report)
+
+    def write(outputs: list[tuple[dict[str, Any], Predictions]]) -> None:
+        for record, predictions in outputs:
+            write_record(results_dir, record, predictions)
+            records.append(record)
+            report(record)
+
+    if executor == "ray":
+        _run_ray(pending, config, data, finished, jobs, ray_address, write)
+    elif jobs == 1:
+        for task in pending:
+            records += run_task(task, config, data, results_dir, finished, report)
+    else:
+        _run_processes(pending, config, finished, jobs, write)
     return GridOutcome(records, skipped, len(all_rows), time.perf_counter() - start)
+
+
+def _run_processes(
+    tasks: Sequence[Task], config: ExperimentConfig, finished: frozenset[str], jobs: int, write: Callable
+) -> None:
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads_per_worker(jobs),))
+    try:
+        futures = [pool.submit(_worker_run, task, config, finished) for task in tasks]
+        for future in as_completed(futures):
+            write(future.result())
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        raise
+    pool.shutdown()
+
+
+def _run_ray(
+    tasks: Sequence[Task],
+    config: ExperimentConfig,
+    data: PreparedData,
+    finished: frozenset[str],
+    jobs: int,
+    address: str | None,
+    write: Callable,
+) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise GridError("--executor ray needs Ray: pip install 'fmpbench[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    try:
+        # the data goes into Ray's object store once; every worker on every node reads it from there
+        data_ref = ray.put(data)
+        threads = threads_per_worker(jobs) if not address else 1
+        remote = ray.remote(num_cpus=threads)(_ray_task)
+        pending = [remote.remote(task, config, finished, data_ref, threads) for task in tasks]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            write(ray.get(done[0]))
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _ray_task(
+    task: Task, config: ExperimentConfig, finished: frozenset[str], data: PreparedData, threads: int
+) -> list[tuple[dict[str, Any], Predictions]]:
+    _init_worker(threads)
+    return _worker_run(task, config, finished, data)

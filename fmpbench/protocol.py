@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,63 +165,76 @@ def _reference_measures(config: ExperimentConfig, data: PreparedData, seed: int)
     }
 
 
+Predictions = tuple[np.ndarray, np.ndarray] | None
+
+
+def iter_task_outputs(
+    task: Task,
+    config: ExperimentConfig,
+    data: PreparedData,
+    skip_run_ids: set[str] | frozenset[str] = frozenset(),
+) -> Iterator[tuple[dict[str, Any], Predictions]]:
+    """Run the missing rows of one task, yielding each row's record and test predictions.
+
+    Nothing is written here, so a remote worker can ship its outputs to the process that owns the
+    results directory (see :mod:`fmpbench.grid`).
+    """
+    rows = [r for r in task_rows(task, config, data) if r.run_id not in skip_run_ids]
+    if not rows:
+        return
+    context = config.context(task.seed)
+    cls = get_selector_class(task.method)
+    search_start = time.perf_counter()
+    try:
+        torch.manual_seed(task.seed)
+        selector: Selector = cls(**config.method_params.get(task.method, {}))
+        selector.fit(data, context)
+        search_seconds = time.perf_counter() - search_start
+        shared = {
+            **_reference_measures(config, data, task.seed),
+            "search_seconds": search_seconds,
+            "field_scores": dict(zip(data.field_names, selector.scores_.tolist())),
+            "method_info": selector.describe(),
+            "method_params": selector.get_params(),
+        }
+    except Exception as exc:  # noqa: BLE001 - a failing method must not stop the grid
+        for row in rows:
+            yield _failure(_base_record(row, task, config, data), exc), None
+        return
+
+    for row in rows:
+        record = _base_record(row, task, config, data)
+        record.update(shared)
+        try:
+            record.update(_train_and_test(selector, row, data, context))
+        except Exception as exc:  # noqa: BLE001 - one failed row must not stop the others
+            yield _failure(record, exc), None
+            continue
+        predictions = record.pop("_predictions")
+        record["total_seconds"] = search_seconds + record["retrain_seconds"]
+        record["peak_memory_mb"] = peak_memory_mb(context.device)
+        record["status"] = "ok"
+        yield record, predictions if config.save_predictions else None
+
+
 def run_task(
     task: Task,
     config: ExperimentConfig,
     data: PreparedData,
     results_dir: Path,
     skip_run_ids: set[str] | frozenset[str] = frozenset(),
-    report: Any = None,
+    report: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run the missing rows of one task, write their records, and return them.
+    """Run the missing rows of one task in this process, writing each record as soon as it exists.
 
-    ``report`` (optional) is called with each record as soon as it is written (progress display).
+    ``report`` (optional) is called with each record once written (progress display).
     """
-    rows = [r for r in task_rows(task, config, data) if r.run_id not in skip_run_ids]
-    if not rows:
-        return []
-    context = config.context(task.seed)
-    cls = get_selector_class(task.method)
-    records: list[dict[str, Any]] = []
-
-    def emit(record: dict[str, Any], predictions: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-        write_record(results_dir, record, predictions if config.save_predictions else None)
+    records = []
+    for record, predictions in iter_task_outputs(task, config, data, skip_run_ids):
+        write_record(results_dir, record, predictions)
         records.append(record)
         if report is not None:
             report(record)
-
-    search_start = time.perf_counter()
-    try:
-        torch.manual_seed(task.seed)
-        selector: Selector = cls(**config.method_params.get(task.method, {}))
-        selector.fit(data, context)
-    except Exception as exc:  # noqa: BLE001 - a failing method must not stop the grid
-        for row in rows:
-            emit(_failure(_base_record(row, task, config, data), exc))
-        return records
-    search_seconds = time.perf_counter() - search_start
-    reference = _reference_measures(config, data, task.seed)
-    scores = dict(zip(data.field_names, selector.scores_.tolist()))
-
-    for row in rows:
-        record = _base_record(row, task, config, data)
-        record.update(reference)
-        record.update(
-            search_seconds=search_seconds,
-            field_scores=scores,
-            method_info=selector.describe(),
-            method_params=selector.get_params(),
-        )
-        try:
-            record.update(_train_and_test(selector, row, data, context))
-        except Exception as exc:  # noqa: BLE001 - one failed row must not stop the others
-            emit(_failure(record, exc))
-            continue
-        predictions = record.pop("_predictions")
-        record["total_seconds"] = search_seconds + record["retrain_seconds"]
-        record["peak_memory_mb"] = peak_memory_mb(context.device)
-        record["status"] = "ok"
-        emit(record, predictions)
     return records
 
 
@@ -231,7 +245,8 @@ def _train_and_test(selector: Selector, row: Row, data: PreparedData, context: S
         retrain_seconds, epochs, valid_auc, extra = outcome.train_seconds, outcome.epochs, None, outcome.extra
     else:
         fields = selector.get_support(row.k)
-        model = context.make_model([data.field_dims[f] for f in fields])
+        label_rate = float(np.mean(data.train.y))
+        model = context.make_model([data.field_dims[f] for f in fields], label_rate=label_rate)
         train, valid = context.tensors(data, fields)
         result = context.trainer().fit(model, train, valid)
         retrain_seconds, epochs, valid_auc, extra = result.seconds, result.epochs, result.best_valid_auc, {}

@@ -11,7 +11,7 @@ from fmpbench.training import SplitTensors, TrainConfig, Trainer, TrainHooks, Tr
 def _train(data, context, seed=0, hooks=None, **config):
     cfg = TrainConfig(**{**context.train_config.to_dict(), **config})
     ctx = type(context)(seed, context.backbone, context.backbone_params, cfg)
-    model = ctx.make_model(data.field_dims)
+    model = ctx.make_model(data.field_dims, label_rate=float(data.train.y.mean()))
     train, valid = ctx.tensors(data)
     result = Trainer(cfg, hooks, seed=seed).fit(model, train, valid)
     return model, result

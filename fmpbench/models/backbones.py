@@ -7,6 +7,7 @@ selectors during their search) and maps them to one logit per sample. ``embeddin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
@@ -34,7 +35,8 @@ class CTRModel(nn.Module):
     """Base class: embedding, field gate slot, parameter accounting.
 
     ``field_gate`` is a module mapping embeddings ``[B, F, d]`` to field weights broadcastable to
-    ``[B, F]``; it belongs to a selector's search, never to a retrained model.
+    ``[B, F]``; it belongs to a selector's search, never to a retrained model. Every backbone ends
+    in a ``head`` linear layer producing the logit.
     """
 
     name: ClassVar[str] = ""
@@ -46,6 +48,14 @@ class CTRModel(nn.Module):
         self.embed_dim = embed_dim
         self.embedding = FieldEmbedding(self.field_dims, embed_dim)
         self.field_gate: nn.Module | None = None
+
+    head: nn.Linear
+
+    def init_output_bias(self, label_rate: float) -> None:
+        """Start the output at the base rate's log-odds, so early epochs are not spent learning it."""
+        rate = min(max(label_rate, 1e-6), 1 - 1e-6)
+        with torch.no_grad():
+            self.head.bias.fill_(math.log(rate / (1 - rate)))
 
     def gate_weights(self, emb: torch.Tensor) -> torch.Tensor | None:
         return None if self.field_gate is None else self.field_gate(emb)
@@ -81,7 +91,7 @@ class MLP(CTRModel):
         embed_dim: int = 16,
         hidden: Sequence[int] = (256, 128),
         dropout: float = 0.1,
-        batch_norm: bool = True,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__(field_dims, embed_dim)
         self.hidden = list(hidden)
@@ -119,7 +129,7 @@ class DeepFM(_WithFirstOrder):
         embed_dim: int = 16,
         hidden: Sequence[int] = (256, 128),
         dropout: float = 0.1,
-        batch_norm: bool = True,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__(field_dims, embed_dim)
         self.mlp = mlp_tower(self.num_fields * embed_dim, hidden, dropout, batch_norm)
@@ -145,7 +155,7 @@ class DCN(CTRModel):
         embed_dim: int = 16,
         hidden: Sequence[int] = (256, 128),
         dropout: float = 0.1,
-        batch_norm: bool = True,
+        batch_norm: bool = False,
         cross_layers: int = 2,
     ) -> None:
         super().__init__(field_dims, embed_dim)
@@ -175,7 +185,7 @@ class WideDeep(_WithFirstOrder):
         embed_dim: int = 16,
         hidden: Sequence[int] = (256, 128),
         dropout: float = 0.1,
-        batch_norm: bool = True,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__(field_dims, embed_dim)
         self.mlp = mlp_tower(self.num_fields * embed_dim, hidden, dropout, batch_norm)

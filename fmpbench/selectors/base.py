@@ -32,10 +32,16 @@ class SearchContext:
     def device(self) -> torch.device:
         return torch.device(self.train_config.device)
 
-    def make_model(self, field_dims: list[int]) -> CTRModel:
-        """A fresh backbone, seeded so that the same seed gives the same initial weights."""
+    def make_model(self, field_dims: list[int], label_rate: float | None = None) -> CTRModel:
+        """A fresh backbone, seeded so that the same seed gives the same initial weights.
+
+        With ``label_rate`` the output starts at that click rate (see ``CTRModel.init_output_bias``).
+        """
         torch.manual_seed(self.seed)
-        return build_backbone(self.backbone, field_dims, **self.backbone_params)
+        model = build_backbone(self.backbone, field_dims, **self.backbone_params)
+        if label_rate is not None:
+            model.init_output_bias(label_rate)
+        return model
 
     def trainer(self, hooks: TrainHooks | None = None) -> Trainer:
         return Trainer(self.train_config, hooks, seed=self.seed)
@@ -82,7 +88,8 @@ class Selector:
     def get_params(self) -> dict[str, Any]:
         """Hyper-parameters as given to ``__init__`` (recorded with every run)."""
         sig = inspect.signature(type(self).__init__)
-        return {name: getattr(self, name) for name in sig.parameters if name != "self"}
+        named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return {n: getattr(self, n) for n, p in sig.parameters.items() if n != "self" and p.kind in named}
 
     def fit(self, data: PreparedData, context: SearchContext | None = None) -> Selector:
         raise NotImplementedError

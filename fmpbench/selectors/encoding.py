@@ -6,6 +6,8 @@ one-hot encoded (sparse) for linear models, and frequency / target encoded for t
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -69,3 +71,29 @@ def target_encode_out_of_fold(
         held = fold_of == fold
         out[held] = target_encode(X[~held], y[~held], X[held], field_dims, smoothing)
     return out
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (respects affinity masks, e.g. under a job scheduler)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def tree_encode(
+    X_fit: np.ndarray, y_fit: np.ndarray, X_eval: np.ndarray, field_dims: list[int], folds: int, seed: int,
+    smoothing: float = 20.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Target + frequency encodings ``[n, 2F]`` of the fitting rows (target part out-of-fold) and of
+    evaluation rows (encoded with all fitting rows). Column ``f`` and ``F + f`` both belong to field f.
+    """
+    fit = np.hstack([
+        target_encode_out_of_fold(X_fit, y_fit, field_dims, folds, seed, smoothing),
+        frequency_encode(X_fit, X_fit, field_dims),
+    ])
+    evaluation = np.hstack([
+        target_encode(X_fit, y_fit, X_eval, field_dims, smoothing),
+        frequency_encode(X_fit, X_eval, field_dims),
+    ])
+    return fit, evaluation

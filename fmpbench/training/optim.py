@@ -16,7 +16,11 @@ import torch
 
 
 class RowSparseAdam(torch.optim.Optimizer):
-    """Adam on the rows touched by a sparse gradient (semantics of ``torch.optim.SparseAdam``)."""
+    """Adam on the rows touched by a sparse gradient (semantics of ``torch.optim.SparseAdam``).
+
+    ``weight_decay`` adds an L2 term to the gradient of the rows present in the batch (lazy L2, as
+    in most CTR libraries): rare ids, which overfit first, are the ones it holds back.
+    """
 
     def __init__(
         self,
@@ -24,8 +28,9 @@ class RowSparseAdam(torch.optim.Optimizer):
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
+        weight_decay: float = 0.0,
     ) -> None:
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
 
     @torch.no_grad()
     def step(self, closure=None):  # noqa: ANN001 - torch's optimiser signature
@@ -46,6 +51,9 @@ class RowSparseAdam(torch.optim.Optimizer):
                 rows, inverse = torch.unique(grad._indices()[0], return_inverse=True)
                 values = grad._values()
                 g = values.new_zeros((rows.numel(),) + values.shape[1:]).index_add_(0, inverse, values)
+                if group["weight_decay"]:
+                    # lazy L2: only rows seen in the batch are regularised, as their gradient is
+                    g.add_(p.index_select(0, rows), alpha=group["weight_decay"])
                 moments = state["moments"].index_select(0, rows)
                 exp_avg, exp_avg_sq = moments[:, 0], moments[:, 1]
                 exp_avg.mul_(beta1).add_(g, alpha=1 - beta1)

@@ -33,10 +33,11 @@ class TrainConfig:
 
     max_epochs: int = 30
     patience: int = 2
-    batch_size: int = 2048
+    batch_size: int = 512
     lr: float = 1e-3
-    embed_lr: float = 3e-3
+    embed_lr: float = 1e-2
     weight_decay: float = 0.0
+    embed_weight_decay: float = 0.0
     eval_batch_size: int = 65536
     min_delta: float = 1e-5
     device: str = "cpu"
@@ -102,7 +103,7 @@ def make_optimizers(model: nn.Module, config: TrainConfig, hooks: TrainHooks) ->
     dense = [p for p in model.parameters() if p.requires_grad and id(p) not in excluded]
     optimizers: list[torch.optim.Optimizer] = []
     if sparse_params:
-        optimizers.append(RowSparseAdam(sparse_params, lr=config.embed_lr))
+        optimizers.append(RowSparseAdam(sparse_params, lr=config.embed_lr, weight_decay=config.embed_weight_decay))
     groups = [{"params": dense}] + extra_groups
     if any(len(g["params"]) for g in groups):
         optimizers.append(torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay))

@@ -1,0 +1,199 @@
+"""Stored run records → one long-format table with one row per record.
+
+Two derived keys decide what is compared with what, so that unlike runs are never mixed silently:
+
+* ``block`` — the dataset as shown in tables: its name, ``(stand-in)`` when the records come from the
+  built-in stand-in rather than real files, and, only when one dataset was run under several setups
+  (data fingerprint, backbone, backbone parameters, trainer settings), a short tag naming the setup.
+* ``label`` — the result row's name (``lightfmp``, ``lightfmp-fs``, …), plus ``[key=value]`` for every
+  method parameter that differs from the selector's registered defaults (e.g. a pretraining-subset
+  ablation, ``lightfmp[subset=0.05]``). When the selector is not registered here or has no
+  constructible defaults, the most frequent parameter set of that selector is the plain one.
+
+Corrupt files are skipped with a warning naming the file and kept in ``LoadedResults.corrupt``; two
+successful records of the same (block, label, k, seed) keep the newest and mark the other
+``superseded`` — both lists end up in the failures table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fmpbench.results import predictions_path, read_record, stable_hash
+
+NUMERIC_FIELDS = (
+    "test_auc", "test_logloss", "valid_auc", "embedding_params", "dense_params", "embedding_params_full",
+    "dense_params_full", "flops_per_sample", "flops_per_sample_full", "embedding_lookups_per_sample",
+    "search_seconds", "retrain_seconds", "total_seconds", "epochs", "seconds_per_epoch",
+    "inference_ms_per_1000", "peak_memory_mb",
+)
+STANDIN_PREFIX = "standin:"
+COLUMNS = (
+    "file", "run_id", "status", "error", "dataset", "data_source", "method", "selector", "native_pipeline", "params",
+    "k", "num_fields", "seed", "field_names", "field_scores", "selected_fields", "has_predictions", "created_at",
+    "setup", "backbone", *NUMERIC_FIELDS, "block", "label", "superseded",
+)
+"""The columns of ``LoadedResults.runs``: one row per record, ``params`` holding the method parameters."""
+
+
+@dataclass
+class LoadedResults:
+    """Every record of a results directory, plus the files that could not be read."""
+
+    results_dir: Path
+    runs: pd.DataFrame
+    corrupt: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        """Successful, non-superseded runs: the rows every statistic is computed from."""
+        runs = self.runs
+        return runs[(runs["status"] == "ok") & ~runs["superseded"]]
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a dataset block, e.g. ``avazu (stand-in)`` -> ``avazu-stand-in``."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _canonical(value: Any) -> Any:
+    """JSON round trip, so tuples and lists (or numpy scalars) compare equal."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _number(value: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return out
+
+
+def _flat_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
+    names = [str(n) for n in record.get("field_names") or []]
+    scores = record.get("field_scores") or {}
+    row: dict[str, Any] = {
+        "file": path.name,
+        "run_id": str(record["run_id"]),
+        "status": str(record["status"]),
+        "error": str(record.get("error") or ""),
+        "dataset": str(record.get("dataset", "?")),
+        "data_source": str(record.get("data_source", "")),
+        "method": str(record.get("method", "?")),
+        "selector": str(record.get("selector") or record.get("method", "?")),
+        "native_pipeline": bool(record.get("native_pipeline", False)),
+        "params": _canonical(record.get("method_params") or {}),
+        "k": int(record.get("k", -1)),
+        "num_fields": int(record.get("num_fields", len(names))),
+        "seed": int(record.get("seed", -1)),
+        "field_names": tuple(names),
+        "field_scores": tuple(_number(scores.get(n)) for n in names) if scores else (),
+        "selected_fields": tuple(str(f) for f in record.get("selected_fields") or ()),
+        "has_predictions": predictions_path(path.parent, str(record["run_id"])).is_file(),
+        "created_at": str(record.get("created_at", "")),
+        "setup": stable_hash([record.get("data_fingerprint"), record.get("backbone"),
+                              record.get("backbone_params"), record.get("train_config")], 8),
+        "backbone": str(record.get("backbone", "")),
+    }
+    for name in NUMERIC_FIELDS:
+        row[name] = _number(record.get(name))
+    return row
+
+
+def _read_all(results_dir: Path) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """Like ``results.iter_records``, but keeps each corrupt file's name for the failures table."""
+    rows, corrupt = [], []
+    for path in sorted(results_dir.glob("*.json")):
+        try:
+            rows.append(_flat_row(read_record(path), path))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            warnings.warn(f"skipping corrupt result record {path}: {exc}", stacklevel=3)
+            corrupt.append((path.name, f"{type(exc).__name__}: {exc}"))
+    return rows, corrupt
+
+
+def _default_params(selector: str) -> dict[str, Any] | None:
+    """The registered selector's constructor defaults, or None when they cannot be obtained."""
+    from fmpbench.selectors import get_selector_class
+
+    try:
+        return _canonical(get_selector_class(selector)().get_params())
+    except Exception:  # noqa: BLE001 - an unknown or odd selector falls back to the majority rule
+        return None
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (dict, list)):
+        return _key(value)
+    return str(value)
+
+
+def _variant_suffix(params: dict[str, Any], reference: dict[str, Any]) -> str:
+    diffs = [f"{k}={_format_value(v)}" for k, v in sorted(params.items()) if k in reference and reference[k] != v]
+    diffs += [f"{k}={_format_value(v)}" for k, v in sorted(params.items()) if k not in reference]
+    return f"[{','.join(diffs)}]" if diffs else ""
+
+
+def _assign_blocks(runs: pd.DataFrame) -> pd.Series:
+    name = runs["dataset"] + runs["data_source"].map(lambda s: " (stand-in)" if s.startswith(STANDIN_PREFIX) else "")
+    setups = runs.groupby(name)["setup"].transform("nunique")
+    tagged = name + " [" + runs["backbone"] + " " + runs["setup"].str[:6] + "]"
+    return tagged.where(setups > 1, name)
+
+
+def _assign_labels(runs: pd.DataFrame) -> pd.Series:
+    labels = pd.Series("", index=runs.index, dtype=object)
+    for selector, group in runs.groupby("selector", sort=True):
+        reference = _default_params(selector)
+        if reference is None or not any(_variant_suffix(p, reference) == "" for p in group["params"]):
+            keys = group["params"].map(_key)
+            pool = keys[group["status"] == "ok"] if (group["status"] == "ok").any() else keys
+            counts = Counter(pool)
+            reference = json.loads(min(counts, key=lambda s: (-counts[s], s)))
+        for idx, params in group["params"].items():
+            labels[idx] = runs.at[idx, "method"] + _variant_suffix(params, reference)
+    return labels
+
+
+def is_variant(label: str) -> bool:
+    """A row run with non-default method parameters (an ablation), e.g. ``lightfmp[subset=0.05]``."""
+    return "[" in label
+
+
+def _mark_superseded(runs: pd.DataFrame) -> pd.Series:
+    ok = runs[runs["status"] == "ok"].sort_values(["created_at", "run_id"], ascending=False)
+    dup = ok.duplicated(["block", "label", "k", "seed"], keep="first")
+    out = pd.Series(False, index=runs.index)
+    out[dup[dup].index] = True
+    return out
+
+
+def load_results(results_dir: Path) -> LoadedResults:
+    """Read every record under ``results_dir`` (never trains, never writes)."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"results directory not found: {results_dir}")
+    rows, corrupt = _read_all(results_dir)
+    if not rows:
+        return LoadedResults(results_dir, pd.DataFrame(columns=list(COLUMNS)), corrupt)
+    runs = pd.DataFrame(rows)
+    runs["block"] = _assign_blocks(runs)
+    runs["label"] = _assign_labels(runs)
+    runs["superseded"] = _mark_superseded(runs)
+    runs = runs.sort_values(["block", "label", "k", "seed", "run_id"], kind="stable").reset_index(drop=True)
+    return LoadedResults(results_dir, runs[list(COLUMNS)], corrupt)
