@@ -20,7 +20,9 @@ class LassoSelector(Selector):
     logit (``X_valid[:, block] @ coef[block]``). METHODS.md allows the L2 norm or L1 sum of the
     coefficient block; on one-hot data those grow with cardinality — a noise field with thousands of
     values fits thousands of small training-row coefficients — while its contribution on held-out
-    rows stays small. The contribution's spread is the field's effect on predictions that generalise. The inverse regularisation ``C`` is chosen from ``Cs`` by AUC on a validation subsample —
+    rows stays small. The contribution's spread is the field's effect on predictions that generalise.
+
+    The inverse regularisation ``C`` is chosen from ``Cs`` by AUC on a validation subsample —
     never on test. Fitting uses at most ``max_rows`` training rows (recorded).
 
     Deviation from ERASE: ERASE fits Lasso on label-encoded ids treated as numbers, which ranks
