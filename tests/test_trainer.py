@@ -103,3 +103,38 @@ def test_field_subset_gathers_the_right_columns():
 def test_history_is_finite(tiny_synthetic, fast_context):
     _, result = _train(tiny_synthetic, fast_context, max_epochs=2)
     assert all(math.isfinite(v) for v in result.valid_auc_history)
+
+
+def test_memory_mapped_split_streams_in_blocks_and_visits_every_row_once(tmp_path, monkeypatch):
+    import fmpbench.training.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "STREAM_BLOCK_ROWS", 7)
+    monkeypatch.setattr(trainer_module, "STREAM_BLOCKS_PER_BUFFER", 3)
+    X = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.int32, shape=(100, 3))
+    X[:] = np.arange(300, dtype=np.int32).reshape(100, 3)
+    X.flush()
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    split = Split(mapped, np.arange(100, dtype=np.float32))
+    streamed = SplitTensors(split, torch.device("cpu"), np.array([0, 2]), max_resident_bytes=0)
+    assert streamed.streamed and streamed.x is None
+    rows = [tuple(r) for b, _ in streamed.shuffled_batches(16, torch.Generator().manual_seed(0)) for r in b.tolist()]
+    assert sorted(rows) == [(3 * i, 3 * i + 2) for i in range(100)]
+    labels = torch.cat([y for _, y in streamed.shuffled_batches(16, torch.Generator().manual_seed(0))])
+    assert sorted(labels.tolist()) == list(range(100))
+    resident = SplitTensors(split, torch.device("cpu"), np.array([0, 2]))
+    assert not resident.streamed
+    assert torch.equal(torch.cat([b for b, _ in streamed.batches(30)]), resident.x)
+
+
+def test_streamed_and_resident_training_reach_similar_auc(tiny_synthetic, fast_context, tmp_path):
+    np.save(tmp_path / "x.npy", tiny_synthetic.train.X)
+    mapped = Split(np.load(tmp_path / "x.npy", mmap_mode="r"), tiny_synthetic.train.y)
+    valid = SplitTensors(tiny_synthetic.valid, torch.device("cpu"))
+    results = []
+    for train in (
+        SplitTensors(mapped, torch.device("cpu"), max_resident_bytes=0),
+        SplitTensors(tiny_synthetic.train, torch.device("cpu")),
+    ):
+        model = fast_context.make_model(tiny_synthetic.field_dims, label_rate=0.2)
+        results.append(Trainer(fast_context.train_config, seed=0).fit(model, train, valid).best_valid_auc)
+    assert abs(results[0] - results[1]) < 0.03

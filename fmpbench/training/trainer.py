@@ -67,15 +67,56 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class SplitTensors:
-    """A split's arrays as tensors on the training device, with an optional column subset."""
+#: A memory-mapped id matrix larger than this is streamed in blocks instead of loaded whole.
+MAX_RESIDENT_BYTES = 2 * 2**30
+#: Rows per block and blocks mixed per shuffle buffer when streaming a memory-mapped split.
+STREAM_BLOCK_ROWS = 32_768
+STREAM_BLOCKS_PER_BUFFER = 8
 
-    def __init__(self, split: Split, device: torch.device, fields: np.ndarray | None = None) -> None:
-        x = torch.from_numpy(np.ascontiguousarray(split.X))
-        if fields is not None and len(fields) != x.shape[1]:
-            x = x[:, torch.as_tensor(np.asarray(fields), dtype=torch.long)].contiguous()
-        self.x = x.to(device)
+
+def _fits_on(device: torch.device, nbytes: int) -> bool:
+    """Whether an array of ``nbytes`` should live on ``device`` (GPU: when it fits in free memory)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return nbytes < 0.5 * free
+    return True
+
+
+class SplitTensors:
+    """A split's arrays ready for training, with an optional column subset.
+
+    In-memory splits (and memory-mapped ones up to ``max_resident_bytes``) are held as one tensor on
+    the device, and batches are gathered with one ``index_select``. Larger memory-mapped splits stay
+    on disk: each epoch visits blocks of contiguous rows in random order, mixing
+    ``STREAM_BLOCKS_PER_BUFFER`` blocks per shuffle buffer, so every row is seen once per epoch with
+    bounded memory — the same semantics as the in-memory path, with a block-local shuffle.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        device: torch.device,
+        fields: np.ndarray | None = None,
+        max_resident_bytes: int = MAX_RESIDENT_BYTES,
+    ) -> None:
+        self.device = device
+        num_fields = split.X.shape[1]
+        self.fields = None if fields is None or len(fields) == num_fields else np.asarray(fields, dtype=np.int64)
         self.y = torch.from_numpy(np.asarray(split.y, dtype=np.float32)).to(device)
+        width = num_fields if self.fields is None else len(self.fields)
+        nbytes = len(split) * width * split.X.dtype.itemsize
+        mapped = isinstance(split.X, np.memmap)
+        self.streamed = (mapped and nbytes > max_resident_bytes) or not _fits_on(device, nbytes)
+        self._source = split.X
+        self.x: torch.Tensor | None = None if self.streamed else self._rows(0, len(split)).to(device)
+
+    def _rows(self, start: int, stop: int) -> torch.Tensor:
+        block = self._source[start:stop]
+        if self.fields is not None:
+            block = block[:, self.fields]
+        block = np.ascontiguousarray(block)
+        # a read-only memory map is copied into RAM here (torch tensors must own writable memory)
+        return torch.from_numpy(block if block.flags.writeable else block.copy())
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -83,14 +124,31 @@ class SplitTensors:
     def shuffled_batches(
         self, batch_size: int, generator: torch.Generator
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.randperm(len(self), generator=generator).to(self.x.device)
-        for start in range(0, len(self), batch_size):
-            idx = order[start : start + batch_size]
-            yield self.x.index_select(0, idx), self.y.index_select(0, idx)
+        if self.x is not None:
+            order = torch.randperm(len(self), generator=generator).to(self.device)
+            for start in range(0, len(self), batch_size):
+                idx = order[start : start + batch_size]
+                yield self.x.index_select(0, idx), self.y.index_select(0, idx)
+            return
+        n_blocks = -(-len(self) // STREAM_BLOCK_ROWS)
+        block_order = torch.randperm(n_blocks, generator=generator).tolist()
+        for first in range(0, n_blocks, STREAM_BLOCKS_PER_BUFFER):
+            spans = [
+                (b * STREAM_BLOCK_ROWS, min((b + 1) * STREAM_BLOCK_ROWS, len(self)))
+                for b in block_order[first : first + STREAM_BLOCKS_PER_BUFFER]
+            ]
+            x = torch.cat([self._rows(lo, hi) for lo, hi in spans]).to(self.device)
+            y = torch.cat([self.y[lo:hi] for lo, hi in spans])
+            order = torch.randperm(len(y), generator=generator).to(self.device)
+            for start in range(0, len(y), batch_size):
+                idx = order[start : start + batch_size]
+                yield x.index_select(0, idx), y.index_select(0, idx)
 
     def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, len(self), batch_size):
-            yield self.x[start : start + batch_size], self.y[start : start + batch_size]
+            stop = start + batch_size
+            x = self.x[start:stop] if self.x is not None else self._rows(start, stop).to(self.device)
+            yield x, self.y[start:stop]
 
 
 def make_optimizers(model: nn.Module, config: TrainConfig, hooks: TrainHooks) -> list[torch.optim.Optimizer]:
