@@ -14,9 +14,10 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from fmpbench.data import DATASETS, DataError, get_dataset, prepare
-from fmpbench.grid import EXECUTORS, GridError, build_tasks, resolve_ks, run_grid
+from fmpbench.grid import EXECUTORS, GridError, build_tasks, check_k_spec, resolve_ks, run_grid
 from fmpbench.models import BACKBONES
 from fmpbench.protocol import ExperimentConfig
 from fmpbench.report import generate_report
@@ -93,7 +94,17 @@ def _check_choice(kind: str, value: str, choices: list[str] | tuple[str, ...]) -
         raise UsageError(f"unknown {kind} '{value}'; choose from: {', '.join(choices)}")
 
 
-def _check_writable(directory: Path) -> None:
+def _check_can_create(directory: Path) -> None:
+    """Refuse an unwritable results directory before any work, without creating anything yet."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"results directory '{directory}' is not writable: '{existing}' is not a writable directory")
+
+
+def _make_writable_dir(directory: Path) -> None:
+    """Create the results directory and prove a record can be written there (catches read-only mounts)."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check-"):
@@ -102,11 +113,21 @@ def _check_writable(directory: Path) -> None:
         raise UsageError(f"results directory '{directory}' is not writable: {exc.strerror or exc}") from None
 
 
+def _check_device(name: str) -> None:
+    """A CUDA device that this machine lacks would fail every run of the grid; say so once instead."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device '{name}'; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UsageError(f"device '{name}' is not available here ({torch.cuda.device_count()} CUDA devices)")
+
+
 def _resolve_methods(text: str) -> list[str]:
     known = available_methods()
     if text == "all":
         return known
-    methods = _parse_list(text)
+    methods = list(dict.fromkeys(_parse_list(text)))  # a repeated name would run (and write) every row twice
     if not methods:
         raise UsageError(f"--methods is empty; choose from: all, {', '.join(known)}")
     for method in methods:
@@ -118,18 +139,32 @@ def command_run(args: argparse.Namespace) -> int:
     methods = _resolve_methods(args.methods)
     _check_choice("dataset", args.dataset, DATASETS)
     _check_choice("backbone", args.backbone, list(BACKBONES))
-    if args.seeds < 1:
-        raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
-    if args.jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    counts = {
+        "--seeds": args.seeds,
+        "--jobs": args.jobs,
+        "--rows": args.rows,
+        "--epochs": args.epochs,
+        "--batch-size": args.batch_size,
+        "--embed-dim": args.embed_dim,
+    }
+    for flag, value in counts.items():
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+    if args.lr is not None and not args.lr > 0:
+        raise UsageError(f"--lr must be positive, got {args.lr:g}")
     _check_choice("executor", args.executor, EXECUTORS)
+    if args.executor == "local":  # a Ray cluster's workers may have devices this driver lacks
+        _check_device(args.device)
     ks_spec = _parse_numbers(args.k) if args.k else None
+    if ks_spec:
+        check_k_spec(ks_spec)
     results_dir = Path(args.results)
-    _check_writable(results_dir)
+    _check_can_create(results_dir)
     overrides = {"max_epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device}
     train_config = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
-    data = get_dataset(args.dataset, args.data_dir, n_rows=args.rows)
+    data = get_dataset(args.dataset, args.data_dir, n_rows=args.rows, mmap=True)
     ks = resolve_ks(ks_spec, data.num_fields)
+    _make_writable_dir(results_dir)  # only now: a usage error above leaves no trace on disk
     if data.data_source.startswith("standin"):
         print(
             f"*** NOTE: no prepared '{args.dataset}' data in '{args.data_dir}': using the built-in SYNTHETIC "
