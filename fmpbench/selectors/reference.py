@@ -11,7 +11,7 @@ from fmpbench.selectors.registry import register
 
 @register
 class NoSelection(Selector):
-    """``none``: keeps every field — the unpruned model every method is compared with."""
+    """All fields kept: the unpruned model every method is compared with."""
 
     name = "none"
     keeps_all_fields = True
@@ -23,7 +23,7 @@ class NoSelection(Selector):
 
 @register
 class RandomSelection(Selector):
-    """``random``: uniformly random field scores from the run's seed — the floor to beat."""
+    """Uniformly random field scores from the run's seed: the floor every method must beat."""
 
     name = "random"
 
