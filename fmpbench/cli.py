@@ -22,6 +22,7 @@ from fmpbench.models import BACKBONES
 from fmpbench.protocol import ExperimentConfig
 from fmpbench.report import generate_report
 from fmpbench.selectors import available_methods, get_selector_class
+from fmpbench.study import StudyError, load_study, run_study
 from fmpbench.training import TrainConfig
 
 DEFAULT_DATA_DIR = os.environ.get("FMPBENCH_DATA", ".fmpbench-data")
@@ -83,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--results", default=DEFAULT_STUDY_DIR, help="directory of run records")
     rep.add_argument("--out", default="paper_figures", help="output directory for tables and figures")
     rep.add_argument("--no-figures", action="store_true", help="write only the tables (fast)")
+
+    study = sub.add_parser("study", help="run a documented multi-dataset grid from a TOML file (resumable)")
+    study.add_argument("config", nargs="?", default="configs/study.toml")
 
     lst = sub.add_parser("list", help="list registered methods, datasets or backbones")
     lst.add_argument("what", choices=("methods", "datasets", "backbones"))
@@ -261,6 +265,14 @@ def command_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_study(args: argparse.Namespace) -> int:
+    study = load_study(Path(args.config))
+    _make_writable_dir(study.results)
+    failed = run_study(study)
+    print(f"study finished: {failed} failed runs; records in {study.results}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def command_list(args: argparse.Namespace) -> int:
     if args.what == "methods":
         for name in available_methods():
@@ -280,10 +292,16 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    commands = {"run": command_run, "prepare": command_prepare, "report": command_report, "list": command_list}
+    commands = {
+        "run": command_run,
+        "prepare": command_prepare,
+        "report": command_report,
+        "study": command_study,
+        "list": command_list,
+    }
     try:
         return commands[args.command](args)
-    except (UsageError, GridError) as exc:
+    except (UsageError, GridError, StudyError) as exc:
         print(f"fmpbench: error: {exc}", file=sys.stderr)
         return 2
     except DataError as exc:
