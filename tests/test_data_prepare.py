@@ -27,6 +27,7 @@ C1 = 13  # column of C1 in X
 
 # ---------------------------------------------------------------- splits
 
+
 def test_random_split_is_811_deterministic_and_chunk_independent():
     codes = random_split(0, 10_000, 2024)
     assert np.bincount(codes).tolist() == [8000, 1000, 1000]
@@ -67,6 +68,7 @@ def test_prepare_split_seed_and_sizes(tmp_path):
 
 
 # ---------------------------------------------------------------- vocabularies
+
 
 def test_vocab_is_fitted_on_train_only(tmp_path):
     n = 2000
@@ -111,10 +113,11 @@ def test_output_does_not_depend_on_chunk_size(tmp_path):
 
 # ---------------------------------------------------------------- cache
 
+
 @pytest.fixture()
 def prepared(tmp_path):
     path = write_lines(tmp_path / "raw" / "train.txt", criteo_lines(2000, seed=7))
-    d = prepare("criteo", path, tmp_path / "dd", min_count=2)
+    d = prepare("criteo", path, tmp_path / "dd", min_count=2, mmap=False)  # in RAM: tests corrupt the files
     return tmp_path / "dd", path, d
 
 
@@ -122,8 +125,9 @@ def test_cache_round_trip_and_reuse(prepared):
     data_dir, path, d = prepared
     folder = data_dir / "criteo" / d.fingerprint
     names = sorted(p.name for p in folder.iterdir())
-    assert {"meta.json", "train_X.npy", "train_y.npy", "valid_X.npy", "valid_y.npy", "test_X.npy",
-            "test_y.npy"} <= set(names)
+    assert {"meta.json", "train_X.npy", "train_y.npy", "valid_X.npy", "valid_y.npy", "test_X.npy", "test_y.npy"} <= set(
+        names
+    )
     assert (data_dir / "criteo" / "CURRENT").read_text().strip() == d.fingerprint
     meta = json.loads((folder / "meta.json").read_text())
     for fname, rec in meta["arrays"].items():  # checksums computed while writing match the files
@@ -200,3 +204,21 @@ def test_interrupted_prepare_leaves_nothing(tmp_path, monkeypatch):
     root = tmp_path / "dd" / "criteo"
     assert not [p for p in root.iterdir() if p.is_dir()]
     assert load_prepared("criteo", tmp_path / "dd") is None
+
+
+def test_stale_build_dirs_are_cleaned(tmp_path):
+    root = tmp_path / "dd" / "criteo"
+    stale = root / ".tmp-abc-999999999-xyz"  # no such process
+    stale.mkdir(parents=True)
+    (stale / "train_X.npy").write_bytes(b"partial")
+    prepare("criteo", write_lines(tmp_path / "train.txt", criteo_lines(50)), tmp_path / "dd")
+    assert not stale.exists()
+
+
+def test_corrupt_movielens_cache_is_rebuilt_from_its_folder(tmp_path):
+    folder = write_movielens(tmp_path / "ml", 300)
+    d = prepare("movielens", folder, tmp_path / "dd", mmap=False)
+    _corrupt(tmp_path / "dd" / "movielens" / d.fingerprint, "truncate")
+    with pytest.warns(UserWarning, match="rebuilding"):
+        again = load_prepared("movielens", tmp_path / "dd")
+    np.testing.assert_array_equal(again.train.X, d.train.X)

@@ -19,7 +19,9 @@ from fmpbench.data.readers import (
     MovieLensReader,
     bucket_int_codes,
     int_token_repr,
+    key_repr,
     log_bucket,
+    pack_keys,
     parse_avazu_hour,
     price_bucket,
 )
@@ -32,6 +34,7 @@ def _one_line(exc: pytest.ExceptionInfo) -> str:
 
 
 # ---------------------------------------------------------------- transforms
+
 
 def test_criteo_bucketing():
     v = np.array([-3, 0, 1, 2, 3, 7, 100, 0])
@@ -55,6 +58,18 @@ def test_criteo_bucketing_end_to_end(tmp_path):
     assert d.field_dims[0] == 6  # OOV + {0, 1, 2, b1, missing}
 
 
+def test_packed_keys_are_exact_and_ordered():
+    import pyarrow as pa
+
+    vals = ["", "a", "ab", "68fd1e64", "80e26c9b", "ü", "abcdefgh", "a-much-longer-value", "68fd1e64"]
+    keys = pack_keys(pa.chunked_array([pa.array(vals[:4]), pa.array(vals[4:])]))
+    assert [key_repr(int(k)) for k in keys[:7]] == vals[:7]
+    assert keys[0] == 0 and keys[3] == keys[8] and len(set(keys.tolist())) == 8
+    assert key_repr(int(keys[7])).startswith("#")  # > 8 bytes: tagged hash
+    short = [v for v in vals if len(v.encode()) <= 8]
+    assert sorted(short) == [key_repr(int(k)) for k in np.sort(pack_keys(pa.array(short)))]  # string order
+
+
 def test_avazu_hour():
     assert parse_avazu_hour("14102100") == (0, 1)  # 2014-10-21 was a Tuesday
     assert parse_avazu_hour("14102623") == (23, 6)
@@ -70,6 +85,7 @@ def test_vote_and_price_buckets():
 
 
 # ---------------------------------------------------------------- criteo errors
+
 
 def _criteo(tmp_path, rows, name="train.txt", gz=False):
     return write_lines(tmp_path / name, rows, gz=gz)
@@ -144,6 +160,7 @@ def test_gzip_detected_by_magic_not_extension(tmp_path):
 
 # ---------------------------------------------------------------- avazu errors
 
+
 def test_avazu_errors(tmp_path):
     lines = avazu_lines(20)
     hdr = write_lines(tmp_path / "hdr.csv", lines[:1])
@@ -169,6 +186,7 @@ def test_avazu_ids_beyond_int64(tmp_path):
 
 
 # ---------------------------------------------------------------- movielens
+
 
 def test_movielens_latin1_and_layouts(tmp_path):
     folder = write_movielens(tmp_path / "ml", 300, gz=True)
@@ -202,18 +220,29 @@ def test_movielens_errors(tmp_path):
 
 # ---------------------------------------------------------------- amazon
 
+
 def test_amazon_fields_and_meta(tmp_path):
     reviews = write_lines(tmp_path / "Foo_5.json.gz", amazon_lines(200), gz=True)
     asins = sorted({json.loads(x)["asin"] for x in amazon_lines(200)})
     meta = write_lines(
         tmp_path / "meta_Foo.json.gz",
-        [json.dumps({"asin": a, "brand": f"br{i % 3}", "main_cat": "Fashion", "price": f"${i * 3}.99"})
-         for i, a in enumerate(asins)],
+        [
+            json.dumps({"asin": a, "brand": f"br{i % 3}", "main_cat": "Fashion", "price": f"${i * 3}.99"})
+            for i, a in enumerate(asins)
+        ],
         gz=True,
     )
     d = prepare("amazon", reviews, tmp_path / "d1")
     assert d.field_names == [
-        "user", "item", "verified", "vote", "style_Color", "style_Size", "year", "month", "weekday"
+        "user",
+        "item",
+        "verified",
+        "vote",
+        "style_Color",
+        "style_Size",
+        "year",
+        "month",
+        "weekday",
     ]
     dm = prepare("amazon", [reviews, meta], tmp_path / "d2")
     assert dm.field_names[-3:] == ["brand", "main_cat", "price"] and dm.field_dims[-3] == 4

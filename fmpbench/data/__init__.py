@@ -119,7 +119,7 @@ def prepare(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     style_min_share: float = 0.05,
     force: bool = False,
-    mmap: bool = False,
+    mmap: bool = True,
     progress: bool = False,
 ) -> PreparedData:
     """Prepare raw files into ``<data_dir>/<name>/<fingerprint>/`` and return the loaded result.
@@ -129,6 +129,7 @@ def prepare(
     meta file (a list or a folder). ``min_count`` defaults per dataset (``DEFAULT_MIN_COUNT``).
     ``style_min_share`` only applies to Amazon. An existing, verified cache with the same fingerprint
     is reused unless ``force``. ``chunk_rows`` only changes speed and memory, never the output.
+    The result is memory-mapped by default (``mmap=True``): a full-size dataset need not fit in RAM.
     """
     _check_name(name)
     if name == "synthetic":
@@ -182,7 +183,7 @@ def prepare(
             "info": info,
             "vocab_preview": out["vocab_preview"],
             "prepare": {
-                "raw": [r["path"] for r in raw_sums.values()],
+                "raw": [str(p.resolve()) for p in reader.raw_arg()],
                 "params": params,
             },
         }
@@ -239,6 +240,7 @@ def load_prepared(name: str, data_dir: str | Path, *, mmap: bool = False) -> Pre
                 f"{exc}; its raw files are not available to rebuild it: run `fmpbench prepare {name} --raw ...` again"
             ) from exc
         warnings.warn(f"{exc}; rebuilding it from {args[0][0]}", stacklevel=2)
+        shutil.rmtree(folder, ignore_errors=True)
         raw, kw = args
         return prepare(
             name, [Path(p) for p in raw] if len(raw) > 1 else Path(raw[0]), data_dir, force=True, mmap=mmap, **kw

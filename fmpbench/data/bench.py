@@ -19,8 +19,34 @@ from pathlib import Path
 import numpy as np
 
 # Full-data cardinalities of C1..C26 (Kaggle train.txt), capped for generation.
-_CARDS = [1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194, 27, 14992,
-          5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572]
+_CARDS = [
+    1460,
+    583,
+    10131227,
+    2202608,
+    305,
+    24,
+    12517,
+    633,
+    3,
+    93145,
+    5683,
+    8351593,
+    3194,
+    27,
+    14992,
+    5461306,
+    10,
+    5652,
+    2173,
+    4,
+    7046547,
+    18,
+    15,
+    286181,
+    105,
+    142572,
+]
 
 
 def write_criteo_like(path: Path, n_rows: int, seed: int = 0, block: int = 200_000) -> Path:
@@ -63,14 +89,22 @@ def main(argv: list[str] | None = None) -> None:
             write_criteo_like(raw, args.rows)
             print(f"generated {raw} ({raw.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f}s")
         c0, t0 = time.process_time(), time.perf_counter()
-        d = prepare("criteo", raw, tmp / "data", min_count=args.min_count, split=args.split,
-                    chunk_rows=args.chunk_rows or DEFAULT_CHUNK_ROWS)
+        d = prepare(
+            "criteo",
+            raw,
+            tmp / "data",
+            min_count=args.min_count,
+            split=args.split,
+            chunk_rows=args.chunk_rows or DEFAULT_CHUNK_ROWS,
+        )
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         n = len(d.train) + len(d.valid) + len(d.test)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"prepare criteo: {n:,} rows in {wall:.2f}s = {n / wall:,.0f} rows/s "
-              f"(cpu {cpu:.1f}s, peak RSS {rss:.0f} MB, vocabulary {sum(d.field_dims):,} ids, "
-              f"passes {d.info['timing_s']})")
+        print(
+            f"prepare criteo: {n:,} rows in {wall:.2f}s = {n / wall:,.0f} rows/s "
+            f"(cpu {cpu:.1f}s, peak RSS {rss:.0f} MB, vocabulary {sum(d.field_dims):,} ids, "
+            f"passes {d.info['timing_s']})"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

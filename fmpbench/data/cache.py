@@ -51,9 +51,31 @@ def dataset_root(data_dir: str | Path, name: str) -> Path:
 
 
 def new_build_dir(root: Path, fingerprint: str) -> Path:
-    """A private temporary directory beside the final one (same filesystem, so rename is atomic)."""
+    """A private temporary directory beside the final one (same filesystem, so rename is atomic).
+
+    Build directories left by killed runs (their process is gone) are removed first: they are never
+    loaded, but can be large.
+    """
     root.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".tmp-{fingerprint}-", dir=root))
+    remove_stale_builds(root)
+    return Path(tempfile.mkdtemp(prefix=f".tmp-{fingerprint}-{os.getpid()}-", dir=root))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_builds(root: Path) -> None:
+    for p in root.glob(".tmp-*"):
+        parts = p.name.split("-")
+        if len(parts) >= 4 and parts[2].isdigit() and p.is_dir() and not _pid_alive(int(parts[2])):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def describe_arrays(folder: Path, known_sha256: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:

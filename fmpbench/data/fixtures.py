@@ -34,10 +34,11 @@ def criteo_lines(n: int, seed: int = 0) -> list[str]:
     out = []
     for _ in range(n):
         label = int(rng.random() < 0.25)
-        ints = ["" if rng.random() < 0.2 else str(int(rng.integers(-2, 3) if rng.random() < 0.4 else
-                rng.integers(0, 5000))) for _ in range(13)]
-        cats = ["" if rng.random() < 0.05 else f"{int(rng.zipf(1.6)) * 2654435761 % (1 << 32):08x}"
-                for _ in range(26)]
+        ints = [
+            "" if rng.random() < 0.2 else str(int(rng.integers(-2, 3) if rng.random() < 0.4 else rng.integers(0, 5000)))
+            for _ in range(13)
+        ]
+        cats = ["" if rng.random() < 0.05 else f"{int(rng.zipf(1.6)) * 2654435761 % (1 << 32):08x}" for _ in range(26)]
         out.append("\t".join([str(label), *ints, *cats]))
     return out
 
@@ -48,8 +49,13 @@ def avazu_lines(n: int, seed: int = 0, *, header: bool = True) -> list[str]:
     out = [",".join(AVAZU_COLUMNS)] if header else []
     for i in range(n):
         hour = f"1410{21 + int(rng.integers(0, 9)):02d}{int(rng.integers(0, 24)):02d}"
-        row = [str(10**19 + i), str(int(rng.random() < 0.17)), hour, str(1005 + int(rng.integers(0, 3))),
-               str(int(rng.integers(0, 3)))]
+        row = [
+            str(10**19 + i),
+            str(int(rng.random() < 0.17)),
+            hour,
+            str(1005 + int(rng.integers(0, 3))),
+            str(int(rng.integers(0, 3))),
+        ]
         row += [f"{int(rng.zipf(1.5)) % 5000:08x}" for _ in range(11)]
         row += [str(int(rng.zipf(1.5)) % 300) for _ in range(8)]
         out.append(",".join(row))
@@ -62,8 +68,13 @@ def write_movielens(folder: Path, n: int, seed: int = 0, *, gz: bool = False) ->
     folder = Path(folder)
     ages = [1, 18, 25, 35, 45, 50, 56]
     users = [f"{u}::{'MF'[u % 2]}::{ages[u % 7]}::{u % 21}::{10000 + u * 7}" for u in range(1, 51)]
-    titles = ["Amélie (2001)", "Toy Story (1995)", "Bicycle Thief, The (Ladri di biciclette) (1948)",
-              "Crime and Punishment (Crime et châtiment) (1935)", "Untitled"]
+    titles = [
+        "Amélie (2001)",
+        "Toy Story (1995)",
+        "Bicycle Thief, The (Ladri di biciclette) (1948)",
+        "Crime and Punishment (Crime et châtiment) (1935)",
+        "Untitled",
+    ]
     genres = ["Comedy|Romance", "Animation|Children's|Comedy", "Drama", "Drama|Crime", "Documentary"]
     movies = [f"{m}::{titles[m % 5]}::{genres[m % 5]}" for m in range(1, 31)]
     ratings = [

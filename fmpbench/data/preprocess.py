@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 from fmpbench.data.readers import Batch, Column, RawReader, chunks_of, int_token_repr, key_repr, to_numpy
 from fmpbench.data.splits import SPLIT_NAMES, TRAIN, random_split, sequential_split
 
-DEFAULT_CHUNK_ROWS = 500_000
+DEFAULT_CHUNK_ROWS = 250_000
 
 
 class _ValueCounts:
@@ -241,8 +241,16 @@ def run(
 ) -> dict[str, Any]:
     """Prepare ``reader``'s raw data into ``build`` (``.npy`` arrays); returns the meta fields."""
     with ThreadPoolExecutor(max_workers=max(1, min(usable_cpus(), 8))) as pool:
-        return _run(reader, build, min_count=min_count, split=split, split_seed=split_seed,
-                    chunk_rows=chunk_rows, progress=progress, pool=pool)
+        return _run(
+            reader,
+            build,
+            min_count=min_count,
+            split=split,
+            split_seed=split_seed,
+            chunk_rows=chunk_rows,
+            progress=progress,
+            pool=pool,
+        )
 
 
 def _pass1_field(
@@ -324,8 +332,7 @@ def _run(
     n_fields = len(fields)
     # A field absent from a whole chunk (an Amazon style key) is the missing token "" there.
     missing_id = {
-        f: (int(encoders[f].encode(pa.array([""], pa.string()))[0]) if not encoders[f].is_int else 0)
-        for f in fields
+        f: (int(encoders[f].encode(pa.array([""], pa.string()))[0]) if not encoders[f].is_int else 0) for f in fields
     }
 
     # ---- pass 2: ids for each chunk's uniques, gathered per row, appended per split

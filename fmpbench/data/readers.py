@@ -177,6 +177,10 @@ class RawReader:
     def main_file(self) -> Path:
         return next(iter(self.files().values()))
 
+    def raw_arg(self) -> list[Path]:
+        """What to pass as ``raw`` to prepare the same files again (used to rebuild a bad cache)."""
+        return [self.main_file]
+
     def count_rows(self) -> int:
         """Data rows (lines minus header); used to place the sequential split's boundaries."""
         return max(count_lines(self.main_file) - self.header_lines, 0)
@@ -830,6 +834,9 @@ class AmazonReader(RawReader):
 
     def params(self) -> dict[str, object]:
         return {"style_min_share": self.style_min_share}
+
+    def raw_arg(self) -> list[Path]:
+        return list(self.files().values())
 
     def select_fields(self, names: list[str], nonmissing: dict[str, int], n_train: int) -> list[str]:
         styles = sorted(
