@@ -30,7 +30,7 @@ NUM_FIELDS = 39
 ERASE_SAMPLES_PER_SECOND = 39_000
 MODELS = {
     "erase-size (d=8, 16-16, batch 4096)": ({"embed_dim": 8, "hidden": (16, 16), "dropout": 0.2}, 4096),
-    "fmpbench default (d=16, 256-128, batch 2048)": ({}, 2048),
+    "fmpbench default (d=16, 256-128, batch 512)": ({}, 512),
 }
 
 
@@ -46,16 +46,24 @@ def criteo_shaped(rows: int, total_vocab: int, seed: int = 0) -> tuple[np.ndarra
     return X, y, dims.tolist()
 
 
-def floor_step_seconds(params: dict, batch_size: int, X: np.ndarray, y: np.ndarray, dims: list[int]) -> float:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def floor_step_seconds(
+    params: dict, batch_size: int, X: np.ndarray, y: np.ndarray, dims: list[int], device: torch.device
+) -> float:
     """Median seconds of one training step on a fixed pre-built batch (no data pipeline at all)."""
     torch.manual_seed(0)
-    model = build_backbone("mlp", dims, **params).train()
+    model = build_backbone("mlp", dims, **params).to(device).train()
     optimizers = make_optimizers(model, TrainConfig(), TrainHooks())
-    x = torch.from_numpy(X[:batch_size].copy())
-    target = torch.from_numpy(y[:batch_size].copy())
+    x = torch.from_numpy(X[:batch_size].copy()).to(device)
+    target = torch.from_numpy(y[:batch_size].copy()).to(device)
     loss_fn = nn.BCEWithLogitsLoss()
     times = []
     for i in range(40):
+        _sync(device)
         start = time.perf_counter()
         loss = loss_fn(model(x), target)
         for opt in optimizers:
@@ -63,18 +71,22 @@ def floor_step_seconds(params: dict, batch_size: int, X: np.ndarray, y: np.ndarr
         loss.backward()
         for opt in optimizers:
             opt.step()
+        _sync(device)
         if i >= 5:
             times.append(time.perf_counter() - start)
     return float(np.median(times))
 
 
-def trainer_samples_per_second(params: dict, batch_size: int, X: np.ndarray, y: np.ndarray, dims: list[int]) -> float:
+def trainer_samples_per_second(
+    params: dict, batch_size: int, X: np.ndarray, y: np.ndarray, dims: list[int], device: torch.device
+) -> float:
     n_valid = len(X) // 10
-    train = SplitTensors(Split(X[n_valid:], y[n_valid:]), torch.device("cpu"))
-    valid = SplitTensors(Split(X[:n_valid], y[:n_valid]), torch.device("cpu"))
+    train = SplitTensors(Split(X[n_valid:], y[n_valid:]), device)
+    valid = SplitTensors(Split(X[:n_valid], y[:n_valid]), device)
     torch.manual_seed(0)
     model = build_backbone("mlp", dims, **params)
-    result = Trainer(TrainConfig(batch_size=batch_size)).fit(model, train, valid, max_epochs=1, early_stopping=False)
+    config = TrainConfig(batch_size=batch_size, device=str(device))
+    result = Trainer(config).fit(model, train, valid, max_epochs=1, early_stopping=False)
     return len(train) / result.seconds
 
 
@@ -82,18 +94,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--vocab", type=int, default=841_602, help="total ids of the throughput set (ERASE's)")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    device = torch.device(args.device)
     X, y, dims = criteo_shaped(args.rows, args.vocab)
     X10k, _, dims10k = criteo_shaped(20_000, 10_000, seed=1)
     X1m, _, dims1m = criteo_shaped(20_000, 1_000_000, seed=1)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rows:,} rows, vocabulary {sum(dims):,}")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    print(f"torch {torch.__version__}, {where}, {args.rows:,} rows, vocabulary {sum(dims):,}")
     results = []
     for label, (params, batch) in MODELS.items():
-        floor = batch / floor_step_seconds(params, batch, X, y, dims)
-        trainer = trainer_samples_per_second(params, batch, X, y, dims)
-        step_10k = floor_step_seconds(params, batch, X10k, y, dims10k)
-        step_1m = floor_step_seconds(params, batch, X1m, y, dims1m)
+        floor = batch / floor_step_seconds(params, batch, X, y, dims, device)
+        trainer = trainer_samples_per_second(params, batch, X, y, dims, device)
+        step_10k = floor_step_seconds(params, batch, X10k, y, dims10k, device)
+        step_1m = floor_step_seconds(params, batch, X1m, y, dims1m, device)
         row = {
             "model": label,
             "trainer_samples_per_s": round(trainer),
@@ -108,7 +123,8 @@ def main() -> None:
         print(json.dumps(row))
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"rows": args.rows, "vocabulary": sum(dims), "results": results}, handle, indent=1)
+            summary = {"rows": args.rows, "vocabulary": sum(dims), "device": where, "results": results}
+            json.dump(summary, handle, indent=1)
 
 
 if __name__ == "__main__":
