@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -27,18 +28,22 @@ class GridError(ValueError):
     """A grid that cannot run as asked (impossible k, no seeds, ...)."""
 
 
+def check_k_spec(spec: Sequence[float]) -> None:
+    """Reject budgets impossible whatever the data (≤ 0, fractional counts), before any data is loaded."""
+    for value in spec:
+        if not (0 < value < 1 or (value >= 1 and float(value).is_integer())):
+            raise GridError(f"impossible k={value:g}: use a count ≥ 1 or a ratio in (0, 1)")
+
+
 def resolve_ks(spec: Sequence[float] | None, num_fields: int) -> tuple[int, ...]:
     """Budgets as field counts: values < 1 are ratios of F, integers are counts; sorted, unique."""
     values = DEFAULT_K_RATIOS if not spec else spec
+    check_k_spec(values)
     ks: set[int] = set()
     for value in values:
-        if 0 < value < 1:
-            k = max(1, round(value * num_fields))
-        elif float(value).is_integer() and 1 <= value <= num_fields:
-            k = int(value)
-        else:
+        if value > num_fields:
             raise GridError(f"impossible k={value:g}: use a count in 1..{num_fields} or a ratio in (0, 1)")
-        ks.add(k)
+        ks.add(max(1, round(value * num_fields)) if value < 1 else int(value))
     return tuple(sorted(ks))
 
 
@@ -92,6 +97,12 @@ def _load_data(config: ExperimentConfig) -> PreparedData:
 
 def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
+
+
+def _init_process_worker(threads: int) -> None:
+    """Ctrl-C reaches the whole process group: only the parent handles it, and it stops the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker(threads)
 
 
 def _worker_run(
@@ -168,14 +179,16 @@ def _run_processes(
     tasks: Sequence[Task], config: ExperimentConfig, finished: frozenset[str], jobs: int, write: Callable
 ) -> None:
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads_per_worker(jobs),))
+    threads = threads_per_worker(jobs)
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_process_worker, initargs=(threads,))
     try:
         futures = [pool.submit(_worker_run, task, config, finished) for task in tasks]
         for future in as_completed(futures):
             write(future.result())
     except BaseException:
+        workers = list((pool._processes or {}).values())  # shutdown() forgets them
         pool.shutdown(wait=False, cancel_futures=True)
-        for process in list(getattr(pool, "_processes", {}).values()):
+        for process in workers:
             process.terminate()
         raise
     pool.shutdown()

@@ -152,7 +152,7 @@ def _measure_batch(data: PreparedData, fields: np.ndarray | None, device: torch.
     x = np.asarray(data.valid.X[:LATENCY_BATCH])
     if fields is not None:
         x = x[:, fields]
-    return torch.from_numpy(np.ascontiguousarray(x)).to(device)
+    return torch.from_numpy(np.array(x)).to(device)  # a copy: memory-mapped data is read-only
 
 
 def _reference_measures(config: ExperimentConfig, data: PreparedData, seed: int) -> dict[str, Any]:

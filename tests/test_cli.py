@@ -1,0 +1,195 @@
+"""The command line: bad input fails fast, in one line, with the right exit code and nothing on disk."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from fmpbench.cli import _resolve_methods, main
+from fmpbench.data.fixtures import amazon_lines, avazu_lines, criteo_lines, write_lines, write_movielens
+from fmpbench.data.readers import MovieLensReader
+
+TINY_RUN = ["run", "--dataset", "synthetic", "--rows", "2000", "--epochs", "1", "--methods", "none,random", "--k", "3"]
+
+
+def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """The single line a failed command printed on stderr (a traceback would fail here)."""
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("fmpbench: error: ")
+    return lines[0]
+
+
+# ---------------------------------------------------------------- run: usage errors
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--methods", "bogus"], "unknown method 'bogus'; choose from: none, random, "),
+        (["--methods", ","], "--methods is empty; choose from: all, none"),
+        (["--dataset", "bogus"], "unknown dataset 'bogus'; choose from: criteo, avazu, movielens, amazon, synthetic"),
+        (["--backbone", "bogus"], "unknown backbone 'bogus'; choose from: mlp, deepfm, dcn, widedeep"),
+        (["--executor", "spark"], "unknown executor 'spark'; choose from: local, ray"),
+        (["--k", "0"], "impossible k=0: use a count ≥ 1 or a ratio in (0, 1)"),
+        (["--k", "-1"], "impossible k=-1"),
+        (["--k", "2.5"], "impossible k=2.5"),
+        (["--k", "3,19"], "impossible k=19: use a count in 1..18 or a ratio in (0, 1)"),
+        (["--k", "abc"], "--k expects numbers separated by commas, got 'abc'"),
+        (["--seeds", "0"], "--seeds must be at least 1, got 0"),
+        (["--jobs", "0"], "--jobs must be at least 1, got 0"),
+        (["--rows", "0"], "--rows must be at least 1, got 0"),
+        (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+        (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+        (["--embed-dim", "0"], "--embed-dim must be at least 1, got 0"),
+        (["--lr", "-1"], "--lr must be positive, got -1"),
+        (["--device", "gpu0"], "unknown device 'gpu0'"),
+        (["--device", "cuda:99"], "device 'cuda:99' is not available here"),
+    ],
+)
+def test_run_usage_errors_exit_2_and_write_nothing(tmp_path, capsys, extra, expected):
+    results = tmp_path / "results"
+    assert main([*TINY_RUN, "--results", str(results), *extra]) == 2
+    assert expected in _error_line(capsys)
+    assert not results.exists()
+
+
+def test_usage_error_leaves_an_existing_results_dir_untouched(tmp_path, capsys):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "keep.txt").write_text("x")
+    assert main([*TINY_RUN, "--results", str(results), "--k", "40"]) == 2
+    _error_line(capsys)
+    assert [p.name for p in results.iterdir()] == ["keep.txt"]
+
+
+def test_results_dir_under_a_file_is_refused_before_training(tmp_path, capsys):
+    blocker = tmp_path / "somefile"
+    blocker.write_text("not a directory")
+    assert main([*TINY_RUN, "--results", str(blocker / "results")]) == 2
+    assert "not writable" in _error_line(capsys)
+    assert blocker.read_text() == "not a directory"
+
+
+def test_read_only_results_dir_is_refused_before_training(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as root: a 0o500 directory is still writable")
+        assert main([*TINY_RUN, "--results", str(locked / "runs")]) == 2
+        assert "not writable" in _error_line(capsys)
+        assert not list(locked.iterdir())
+    finally:
+        locked.chmod(0o700)
+
+
+def test_repeated_method_names_run_once():
+    assert _resolve_methods("none,random,none, random") == ["none", "random"]
+
+
+# ---------------------------------------------------------------- prepare: bad raw files
+
+
+def _prepare(dataset: str, raw: Path, data_dir: Path, *extra: str) -> int:
+    return main(["prepare", dataset, "--raw", str(raw), "--data-dir", str(data_dir), *extra])
+
+
+def _no_cache_left(data_dir: Path, dataset: str) -> None:
+    root = data_dir / dataset
+    assert not (root / "CURRENT").exists()
+    assert not root.exists() or not [p for p in root.iterdir() if p.is_dir()]
+
+
+def test_prepare_missing_empty_and_header_only_files(tmp_path, capsys):
+    assert _prepare("criteo", tmp_path / "nope.txt", tmp_path / "dd") != 0
+    assert "nope.txt: file not found" in _error_line(capsys)
+    (tmp_path / "empty.txt").write_bytes(b"")
+    assert _prepare("criteo", tmp_path / "empty.txt", tmp_path / "dd") != 0
+    assert "empty.txt: file is empty" in _error_line(capsys)
+    header = write_lines(tmp_path / "header.csv", avazu_lines(3)[:1])
+    assert _prepare("avazu", header, tmp_path / "dd") != 0
+    assert "header.csv: no data rows" in _error_line(capsys)
+    _no_cache_left(tmp_path / "dd", "criteo")
+    _no_cache_left(tmp_path / "dd", "avazu")
+
+
+def test_prepare_bad_rows_name_file_and_line(tmp_path, capsys):
+    rows = criteo_lines(40, seed=1)
+    rows[16] = rows[16].rsplit("\t", 2)[0]
+    assert _prepare("criteo", write_lines(tmp_path / "cols.txt", rows), tmp_path / "dd") == 1
+    assert "cols.txt line 17: expected 40 tab-separated columns, got 38" in _error_line(capsys)
+
+    rows = criteo_lines(40, seed=2)
+    parts = rows[4].split("\t")
+    parts[3] = "abc"
+    rows[4] = "\t".join(parts)
+    assert _prepare("criteo", write_lines(tmp_path / "ints.txt", rows), tmp_path / "dd") == 1
+    assert "ints.txt line 5: I3 is not an integer: 'abc'" in _error_line(capsys)
+
+    lines = amazon_lines(20)
+    lines[2] = lines[2][:-5]
+    assert _prepare("amazon", write_lines(tmp_path / "a_5.json", lines), tmp_path / "dd") == 1
+    assert "a_5.json line 3: bad JSON" in _error_line(capsys)
+    _no_cache_left(tmp_path / "dd", "criteo")
+    _no_cache_left(tmp_path / "dd", "amazon")
+
+
+def test_truncated_gzip_is_a_clear_error_and_leaves_no_cache(tmp_path, capsys):
+    blob = gzip.compress("\n".join(criteo_lines(3000)).encode())
+    (tmp_path / "train.txt.gz").write_bytes(blob[: len(blob) // 2])
+    assert _prepare("criteo", tmp_path / "train.txt.gz", tmp_path / "dd") == 1
+    assert "train.txt.gz: corrupt or truncated gzip stream" in _error_line(capsys)
+    _no_cache_left(tmp_path / "dd", "criteo")
+
+
+def test_skipped_rows_are_reported_and_reach_the_run_records(tmp_path, capsys):
+    rows = criteo_lines(300, seed=3)
+    parts = rows[7].split("\t")
+    parts[2] = "1.5"
+    rows[7] = "\t".join(parts)
+    rows[20] = rows[20].rsplit("\t", 1)[0]
+    raw = write_lines(tmp_path / "train.txt", rows)
+    assert _prepare("criteo", raw, tmp_path / "dd", "--skip-bad-rows", "--min-count", "1") == 0
+    assert "skipped 2 malformed rows" in capsys.readouterr().out
+
+    results = tmp_path / "runs"
+    argv = ["run", "--dataset", "criteo", "--data-dir", str(tmp_path / "dd"), "--methods", "none"]
+    assert main([*argv, "--epochs", "1", "--embed-dim", "4", "--results", str(results), "--no-predictions"]) == 0
+    (record,) = [json.loads(p.read_text()) for p in results.glob("*.json")]
+    assert record["status"] == "ok" and record["data_source"] == "real"
+    assert record["data_info"]["skipped_rows"] == 2
+
+
+def test_movielens_latin1_files_are_read(tmp_path, capsys):
+    folder = write_movielens(tmp_path / "ml", 300)
+    movies = ["1::Amélie (2001)::Comédie|Romance", "2::Ça (1990)::Horreur"]
+    write_lines(
+        folder / "movies.dat", movies + [f"{m}::Film {m} (1999)::Drama" for m in range(3, 31)], encoding="latin-1"
+    )
+    assert b"Com\xe9die" in (folder / "movies.dat").read_bytes()
+    (batch,) = list(MovieLensReader(folder).batches(10_000))
+    year_of = dict(zip(batch.columns["genres"].to_pylist(), batch.columns["year"].to_pylist(), strict=True))
+    assert year_of["Comédie|Romance"] == "2001" and year_of["Horreur"] == "1990"
+    assert _prepare("movielens", folder, tmp_path / "dd") == 0
+    assert "prepared movielens" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- other commands
+
+
+def test_report_of_a_missing_dir_is_a_usage_error(tmp_path, capsys):
+    assert main(["report", "--results", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")]) == 2
+    assert "does not exist" in _error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_list_methods(capsys):
+    assert main(["list", "methods"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert names[:2] == ["none", "random"] and "lasso" in names

@@ -1,0 +1,151 @@
+"""Grid expansion and executors: every executor gives the same records, and ``resume`` does only what is missing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fmpbench.data import get_dataset
+from fmpbench.grid import GridError, Task, build_tasks, check_k_spec, resolve_ks, run_grid
+from fmpbench.protocol import ExperimentConfig
+from fmpbench.results import read_record
+from fmpbench.training import TrainConfig
+
+CONFIG = ExperimentConfig(
+    dataset="synthetic",
+    n_rows=2000,
+    backbone_params={"embed_dim": 4, "hidden": (16,)},
+    train_config=TrainConfig(max_epochs=1, batch_size=256),
+    save_predictions=False,
+)
+METHODS = ["none", "random", "lasso"]
+KS = (3, 6)
+# timings and the time of writing are the only fields allowed to differ between executors
+VOLATILE = {
+    "created_at",
+    "search_seconds",
+    "retrain_seconds",
+    "total_seconds",
+    "seconds_per_epoch",
+    "inference_ms_per_1000",
+    "peak_memory_mb",
+}
+
+
+# ---------------------------------------------------------------- expansion
+
+
+def test_resolve_ks_counts_ratios_sorted_unique():
+    assert resolve_ks(None, 20) == (5, 10, 15)
+    assert resolve_ks([10, 0.5, 2, 0.01], 20) == (1, 2, 10)
+    assert resolve_ks([1.0, 20], 20) == (1, 20)
+    for bad in (0, -1, 21, 2.5, 1.5, float("nan"), float("inf")):
+        with pytest.raises(GridError, match="impossible k"):
+            resolve_ks([bad], 20)
+
+
+def test_check_k_spec_needs_no_data():
+    check_k_spec([0.25, 1, 500])  # too large for some datasets: only resolve_ks can tell
+    for bad in (0, -0.5, 2.5, float("nan"), float("inf")):
+        with pytest.raises(GridError, match="impossible k"):
+            check_k_spec([bad])
+
+
+def test_build_tasks_is_seed_major():
+    tasks = build_tasks(["a", "b"], [0, 1], (3,))
+    assert tasks == [Task("a", 0, (3,)), Task("b", 0, (3,)), Task("a", 1, (3,)), Task("b", 1, (3,))]
+    with pytest.raises(GridError, match="at least one seed"):
+        build_tasks(["a"], [], (3,))
+
+
+def test_run_grid_rejects_bad_executor_settings(tmp_path):
+    data = get_dataset("synthetic", n_rows=500)
+    with pytest.raises(GridError, match="--jobs"):
+        run_grid([], CONFIG, data, tmp_path, jobs=0)
+    with pytest.raises(GridError, match="unknown executor 'dask'"):
+        run_grid([], CONFIG, data, tmp_path, executor="dask")
+    assert not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------- executors
+
+
+def _run(results: Path, **kwargs: Any) -> list[dict[str, Any]]:
+    data = get_dataset("synthetic", n_rows=CONFIG.n_rows)
+    with open(os.devnull, "w") as quiet:
+        return run_grid(build_tasks(METHODS, [0], KS), CONFIG, data, results, stream=quiet, **kwargs).records
+
+
+def _records(results: Path) -> dict[str, dict[str, Any]]:
+    out = {}
+    for path in results.glob("*.json"):
+        record = read_record(path)
+        assert record["run_id"] == path.stem and record["status"] == "ok", record.get("error")
+        out[path.stem] = {k: v for k, v in record.items() if k not in VOLATILE}
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_grid() -> Iterator[Path]:
+    """The reference: the grid run in this process (``--jobs 1``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        results = Path(tmp) / "runs"
+        _run(results)
+        yield results
+
+
+def _delete_some(source: Path, target: Path) -> set[str]:
+    """A copy of a finished grid with two records gone, as an interrupted run would leave it."""
+    shutil.copytree(source, target)
+    victims = sorted(target.glob("*.json"))[::2][:2]
+    for path in victims:
+        path.unlink()
+    return {path.stem for path in victims}
+
+
+def _check_resume(reference: Path, results: Path, missing: set[str], **kwargs: Any) -> None:
+    kept = {p.name: p.read_bytes() for p in results.glob("*.json")}
+    redone = _run(results, resume=True, **kwargs)
+    assert {r["run_id"] for r in redone} == missing and len(redone) == len(missing)
+    assert {p.name: p.read_bytes() for p in results.glob("*.json") if p.name in kept} == kept
+    assert _records(results) == _records(reference)
+
+
+def test_local_grid_has_every_row(local_grid):
+    records = _records(local_grid)
+    rows = sorted((r["method"], r["k"]) for r in records.values())
+    assert rows == [("lasso", 3), ("lasso", 6), ("none", 18), ("random", 3), ("random", 6)]
+
+
+def test_jobs_2_gives_the_same_records_as_jobs_1(local_grid, tmp_path):
+    _run(tmp_path / "runs", jobs=2)
+    assert _records(tmp_path / "runs") == _records(local_grid)
+
+
+def test_resume_does_only_the_missing_runs(local_grid, tmp_path):
+    missing = _delete_some(local_grid, tmp_path / "runs")
+    _check_resume(local_grid, tmp_path / "runs", missing)
+    assert _run(tmp_path / "runs", resume=True) == []
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    """One local Ray instance for the module; ``run_grid`` reuses it rather than starting its own."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_ray_gives_the_same_records_and_resumes_only_the_missing_runs(local_grid, tmp_path):
+    _run(tmp_path / "full", executor="ray")
+    assert _records(tmp_path / "full") == _records(local_grid)
+    missing = _delete_some(local_grid, tmp_path / "partial")
+    _check_resume(local_grid, tmp_path / "partial", missing, executor="ray")
