@@ -102,7 +102,7 @@ class SplitTensors:
         self.device = device
         num_fields = split.X.shape[1]
         self.fields = None if fields is None or len(fields) == num_fields else np.asarray(fields, dtype=np.int64)
-        self.y = torch.from_numpy(np.asarray(split.y, dtype=np.float32)).to(device)
+        self.y = torch.from_numpy(np.array(split.y, dtype=np.float32)).to(device)  # labels are small: always in RAM
         width = num_fields if self.fields is None else len(self.fields)
         nbytes = len(split) * width * split.X.dtype.itemsize
         mapped = isinstance(split.X, np.memmap)
