@@ -276,8 +276,9 @@ def command_study(args: argparse.Namespace) -> int:
 def command_list(args: argparse.Namespace) -> int:
     if args.what == "methods":
         for name in available_methods():
-            doc = (get_selector_class(name).__doc__ or "").strip().splitlines()
-            print(f"{name:<12} {doc[0] if doc else ''}")
+            doc = (get_selector_class(name).__doc__ or "").strip().split("\n\n")[0]
+            summary = " ".join(doc.split())
+            print(f"{name:<10} {summary if len(summary) <= 100 else summary[:99] + '…'}")
     elif args.what == "datasets":
         print("\n".join(DATASETS))
     else:

@@ -351,7 +351,7 @@ class CriteoReader(RawReader):
         if len(parts) != 40:
             hint = ""
             if len(parts) == 39:
-                hint = " (Kaggle test.txt has no label column; use train.txt)"
+                hint = " (if this is Kaggle's test.txt: it has no labels; use train.txt)"
             elif "," in line and len(line.split(",")) == 40:
                 hint = " (this looks comma-separated; fmpbench reads the raw tab-separated train.txt)"
             return f"expected 40 tab-separated columns, got {len(parts)}{hint}"
@@ -883,7 +883,7 @@ class AmazonReader(RawReader):
         try:
             d = json.loads(line)
         except json.JSONDecodeError as exc:
-            return f"bad JSON ({exc.msg} at column {exc.colno})"
+            return f"bad JSON ({exc.msg}, column {exc.colno})"
         if not isinstance(d, dict):
             return "record is not a JSON object"
         overall = d.get("overall")
