@@ -14,7 +14,6 @@ the deep methods use a small backbone and few epochs. A method whose case takes 
 
 from __future__ import annotations
 
-import importlib
 import time
 
 import numpy as np
@@ -24,22 +23,6 @@ from fmpbench.data.prepared import PreparedData
 from fmpbench.data.synthetic import make_synthetic
 from fmpbench.selectors import SearchContext, Selector, available_methods, get_selector_class
 from fmpbench.training import TrainConfig
-
-# Method modules written alongside this test; one that does not exist yet is simply not registered.
-METHOD_MODULES = ("autofield", "adafs", "lpfs", "mvfs", "lightfmp", "gbdt", "rf", "pca")
-
-
-def import_method_modules() -> None:
-    for module in METHOD_MODULES:
-        qualified = f"fmpbench.selectors.{module}"
-        try:
-            importlib.import_module(qualified)
-        except ModuleNotFoundError as exc:
-            if exc.name != qualified:  # the module exists but one of its own imports is missing
-                raise
-
-
-import_method_modules()
 
 SEEDS = (0, 1, 2)
 N_ROWS = 20_000

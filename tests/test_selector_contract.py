@@ -9,7 +9,6 @@ asserts timings.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from pathlib import Path
 
 import numpy as np
@@ -22,21 +21,6 @@ from fmpbench.protocol import ExperimentConfig, Task, run_task
 from fmpbench.selectors import SearchContext, Selector, available_methods, get_selector_class
 from fmpbench.training import TrainConfig
 
-# Method modules written alongside this test; one that does not exist yet is simply not registered.
-METHOD_MODULES = ("autofield", "adafs", "lpfs", "mvfs", "lightfmp", "gbdt", "rf", "pca")
-
-
-def import_method_modules() -> None:
-    for module in METHOD_MODULES:
-        qualified = f"fmpbench.selectors.{module}"
-        try:
-            importlib.import_module(qualified)
-        except ModuleNotFoundError as exc:
-            if exc.name != qualified:  # the module exists but one of its own imports is missing
-                raise
-
-
-import_method_modules()
 METHODS = available_methods()
 BACKBONE_PARAMS = {"embed_dim": 4, "hidden": (16,)}
 TRAIN_CONFIG = TrainConfig(max_epochs=2, batch_size=256, patience=1)

@@ -104,12 +104,21 @@ class MLP(CTRModel):
 
 
 class _WithFirstOrder(CTRModel):
-    """Adds a per-value scalar weight (the 'wide' / first-order part), gated like the embeddings."""
+    """An MLP beside a per-value scalar weight (the 'wide' / first-order part), gated like the embeddings."""
 
-    def __init__(self, field_dims: Sequence[int], embed_dim: int) -> None:
+    def __init__(
+        self,
+        field_dims: Sequence[int],
+        embed_dim: int = 16,
+        hidden: Sequence[int] = (256, 128),
+        dropout: float = 0.1,
+        batch_norm: bool = False,
+    ) -> None:
         super().__init__(field_dims, embed_dim)
         self.first_order = FieldEmbedding(self.field_dims, 1)
         self.bias = nn.Parameter(torch.zeros(1))
+        self.mlp = mlp_tower(self.num_fields * embed_dim, hidden, dropout, batch_norm)
+        self.head = nn.Linear(hidden[-1], 1)
 
     def linear_term(self, x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
         w = self.first_order(x).squeeze(-1)
@@ -122,18 +131,6 @@ class DeepFM(_WithFirstOrder):
     """Guo et al. 2017: first-order + FM pairwise term + MLP on the same embeddings."""
 
     name = "deepfm"
-
-    def __init__(
-        self,
-        field_dims: Sequence[int],
-        embed_dim: int = 16,
-        hidden: Sequence[int] = (256, 128),
-        dropout: float = 0.1,
-        batch_norm: bool = False,
-    ) -> None:
-        super().__init__(field_dims, embed_dim)
-        self.mlp = mlp_tower(self.num_fields * embed_dim, hidden, dropout, batch_norm)
-        self.head = nn.Linear(hidden[-1], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         emb, weights = self.embed(x)
@@ -178,18 +175,6 @@ class WideDeep(_WithFirstOrder):
     """Cheng et al. 2016: a wide linear part over field values plus an MLP."""
 
     name = "widedeep"
-
-    def __init__(
-        self,
-        field_dims: Sequence[int],
-        embed_dim: int = 16,
-        hidden: Sequence[int] = (256, 128),
-        dropout: float = 0.1,
-        batch_norm: bool = False,
-    ) -> None:
-        super().__init__(field_dims, embed_dim)
-        self.mlp = mlp_tower(self.num_fields * embed_dim, hidden, dropout, batch_norm)
-        self.head = nn.Linear(hidden[-1], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         emb, weights = self.embed(x)
