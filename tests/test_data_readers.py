@@ -129,7 +129,7 @@ def test_criteo_skip_bad_rows(tmp_path):
 
 def test_test_txt_gets_hint(tmp_path):
     rows = [r.split("\t", 1)[1] for r in criteo_lines(5)]
-    with pytest.raises(DataError, match=r"line 1: expected 40 tab-separated columns, got 39 \(Kaggle test.txt"):
+    with pytest.raises(DataError, match=r"line 1: expected 40 tab-separated columns, got 39 \(if this is Kaggle's"):
         prepare("criteo", _criteo(tmp_path, rows), tmp_path / "dd")
 
 

@@ -79,8 +79,12 @@ def test_movielens_1m_sample(data_dir):
 
 def test_amazon_fashion(data_dir):
     d = prepare("amazon", _need("amazon/AMAZON_FASHION_5.json.gz"), data_dir)
-    assert _n(d) == 3176
+    # 3,176 lines hold 448 distinct reviews, repeated under product variants: one copy of each is kept
+    assert _n(d) == 448
+    assert d.info["duplicates_dropped"] == 3176 - 448
     assert d.field_names == make_standin("amazon", n_rows=100).field_names
     assert 0.75 < _rate(d) < 0.9
     _check_ids(d)
     assert load_prepared("amazon", data_dir, mmap=True).fingerprint == d.fingerprint
+    every_line = prepare("amazon", _need("amazon/AMAZON_FASHION_5.json.gz"), data_dir, drop_duplicates=False)
+    assert _n(every_line) == 3176 and every_line.fingerprint != d.fingerprint

@@ -118,6 +118,7 @@ def prepare(
     skip_bad_rows: bool = False,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     style_min_share: float = 0.05,
+    drop_duplicates: bool = True,
     force: bool = False,
     mmap: bool = True,
     progress: bool = False,
@@ -127,7 +128,8 @@ def prepare(
     ``raw``: the raw file as distributed (gzip or plain), or its folder; for MovieLens the folder or
     ratings file (users.dat/movies.dat beside it); for Amazon the reviews file, optionally with the
     meta file (a list or a folder). ``min_count`` defaults per dataset (``DEFAULT_MIN_COUNT``).
-    ``style_min_share`` only applies to Amazon. An existing, verified cache with the same fingerprint
+    ``style_min_share`` and ``drop_duplicates`` (one copy of a review repeated under several product
+    variants) only apply to Amazon. An existing, verified cache with the same fingerprint
     is reused unless ``force``. ``chunk_rows`` only changes speed and memory, never the output.
     The result is memory-mapped by default (``mmap=True``): a full-size dataset need not fit in RAM.
     """
@@ -141,7 +143,9 @@ def prepare(
     mc = DEFAULT_MIN_COUNT[name] if min_count is None else int(min_count)
     if mc < 1:
         raise ValueError(f"min_count must be >= 1, got {mc}")
-    reader = make_reader(name, raw, skip_bad_rows=skip_bad_rows, style_min_share=style_min_share)
+    reader = make_reader(
+        name, raw, skip_bad_rows=skip_bad_rows, style_min_share=style_min_share, drop_duplicates=drop_duplicates
+    )
     root = _cache.dataset_root(data_dir, name)
     raw_sums = _raw_checksums(root, reader.files())
     params: dict[str, Any] = {
@@ -206,8 +210,9 @@ def _rebuild_args(meta: dict[str, Any]) -> tuple[list[str], dict[str, Any]] | No
         "split_seed": params.get("split_seed", 2024),
         "skip_bad_rows": params.get("skip_bad_rows", False),
     }
-    if "style_min_share" in params:
-        kw["style_min_share"] = params["style_min_share"]
+    for amazon_only in ("style_min_share", "drop_duplicates"):
+        if amazon_only in params:
+            kw[amazon_only] = params[amazon_only]
     return raw, kw
 
 

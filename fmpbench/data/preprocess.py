@@ -5,7 +5,8 @@ Memory follows the vocabulary, not the row count; the raw text is parsed once.
 1. Pass 1 parses every chunk, assigns each row its split (``splits.py``: a function of the row's
    position only), and *factorises* every field: ``tokens = uniques[codes]``. Train counts per
    unique value (``bincount`` of the train rows' codes) are merged into running per-field value
-   counts (pyarrow's C++ hash aggregation). Codes (as uint8/uint16/int32), uniques and labels are
+   counts (sorted arrays for integer tokens, as all of Criteo's and Avazu's are; pyarrow's hash
+   aggregation for strings). Codes (as uint8/uint16/int32), uniques and labels are
    spilled to a scratch folder inside the build directory, which costs about as much disk as the
    prepared arrays themselves and is deleted at the end.
 2. Vocabularies: values with train count >= ``min_count`` get ids 1..n in decreasing-count order
@@ -40,13 +41,21 @@ DEFAULT_CHUNK_ROWS = 250_000
 
 
 class _ValueCounts:
-    """Running value counts of one field, merged in C++ with amortised doubling."""
+    """Running value counts of one field, merged in C++ with amortised doubling (string values)."""
 
     def __init__(self) -> None:
         self._values: list[pa.Array] = []
         self._counts: list[pa.Array] = []
         self._pending = 0
         self._merged = 0
+
+    @staticmethod
+    def for_column(col: Column) -> _ValueCounts:
+        """The counter suited to a field's tokens: integer tokens (all of Criteo's and Avazu's) get
+        sorted arrays, whose merges need a fraction of the memory of a hash aggregation."""
+        if isinstance(col, np.ndarray) or pa.types.is_integer(col.type):
+            return _IntValueCounts()
+        return _ValueCounts()
 
     def add(self, values: pa.Array, counts: np.ndarray) -> None:
         """Add ``counts[i]`` occurrences of ``values[i]``."""
@@ -77,6 +86,60 @@ class _ValueCounts:
         t = self.table()
         hit = t.filter(pc.equal(t.column("v"), value))
         return int(pc.sum(hit.column("c")).as_py() or 0)
+
+
+class _IntValueCounts(_ValueCounts):
+    """Running counts of integer values: sorted unique keys with their counts, plus chunks not yet
+    merged. A merge sorts and sums the pending chunks, adds the counts of keys already present, and
+    inserts the new keys in one pass: about twice the counts' size at its peak, where pyarrow's
+    ``group_by`` over the same rows takes about five times theirs. Merging once the pending rows
+    reach a quarter of the keys (or 256 K) bounds the pending memory and keeps the merge cost linear
+    in the final size over the whole stream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._keys: np.ndarray | None = None
+        self._sums = np.zeros(0, dtype=np.int64)
+        self._pending_values: list[np.ndarray] = []
+        self._pending_counts: list[np.ndarray] = []
+
+    def add(self, values: pa.Array, counts: np.ndarray) -> None:
+        if len(values) == 0:
+            return
+        self._pending_values.append(to_numpy(values))
+        self._pending_counts.append(counts.astype(np.int64, copy=False))
+        self._pending += len(values)
+        if self._pending > max(1 << 18, self._merged // 4):
+            self._merge()
+
+    def _merge(self) -> None:
+        if not self._pending_values:
+            return
+        values = np.concatenate(self._pending_values)
+        counts = np.concatenate(self._pending_counts)
+        self._pending_values, self._pending_counts = [], []
+        order = np.argsort(values)
+        values, counts = values[order], counts[order]
+        del order
+        starts = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
+        values, counts = values[starts], np.add.reduceat(counts, starts)
+        if self._keys is None:
+            self._keys, self._sums = values, counts
+        else:
+            pos = np.searchsorted(self._keys, values)
+            hit = self._keys[np.minimum(pos, len(self._keys) - 1)] == values
+            self._sums[pos[hit]] += counts[hit]
+            new = ~hit
+            self._keys = np.insert(self._keys, pos[new], values[new])
+            self._sums = np.insert(self._sums, pos[new], counts[new])
+        self._merged = len(self._keys)
+        self._pending = 0
+
+    def table(self) -> pa.Table:
+        self._merge()
+        if self._keys is None:
+            return super().table()
+        return pa.table({"v": self._keys, "c": self._sums})
 
 
 @dataclass
@@ -299,7 +362,7 @@ def _run(
         n_train_here = int(train.sum())
         for name in batch.columns:
             if name not in counters:
-                counters[name] = _ValueCounts()
+                counters[name] = _ValueCounts.for_column(batch.columns[name])
                 if n:
                     # Field first seen mid-stream (e.g. a rare Amazon style key): earlier train
                     # rows had it missing.
@@ -361,13 +424,13 @@ def _run(
 
             list(pool.map(encode, range(n_fields), fields))
             for s in range(3):
-                sel = codes == s
-                if not sel.any():
+                rows = np.flatnonzero(codes == s)
+                if not rows.size:
                     continue
-                Xsel = X[sel]
+                Xsel = X.take(rows, axis=0)  # measured 2x faster than boolean row selection
                 outs[s][0].write(Xsel)
-                outs[s][1].write(labels[sel])
-                oov[s] += (Xsel == 0).sum(axis=0)
+                outs[s][1].write(labels[rows])
+                oov[s] += np.count_nonzero(Xsel == 0, axis=0)
             spill.drop(chunk)
             done += m
             if progress:
@@ -388,6 +451,7 @@ def _run(
         "label_rates": {SPLIT_NAMES[s]: (positives[s] / sizes[s] if sizes[s] else None) for s in range(3)},
         "skipped_rows": reader.skips.count,
         "skipped_examples": list(reader.skips.examples) or None,
+        "duplicates_dropped": reader.duplicates_dropped,
         "distinct_train_values": {f: vocabs[f].n_distinct for f in fields},
         "oov_rate": {
             SPLIT_NAMES[s]: {f: (float(oov[s, j] / sizes[s]) if sizes[s] else None) for j, f in enumerate(fields)}
