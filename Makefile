@@ -27,7 +27,9 @@ lint: venv
 	$(BIN)/ruff check fmpbench tests benchmarks
 
 bench: venv
-	$(BIN)/python benchmarks/trainer_throughput.py
+	$(BIN)/python benchmarks/trainer_throughput.py --json benchmarks/results/trainer_throughput_cpu.json
+	$(BIN)/python benchmarks/prepare_throughput.py --json benchmarks/results/prepare_throughput.json
+	$(BIN)/python benchmarks/grid_jobs.py --json benchmarks/results/grid_jobs.json
 
 clean:
 	rm -rf $(VENV) .fmpbench-data
