@@ -21,6 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import EngFormatter, MaxNLocator
 from scipy import stats as ss
 
 from fmpbench import stats
@@ -181,6 +182,8 @@ def auc_vs_cost(main: pd.DataFrame, eff: pd.DataFrame, cost: str) -> FigureOutpu
             ax.set_xscale("log")
         ax.set_title(block)
         ax.set_xlabel(xlabel)
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 25k, 1.2M: long raw counts collide
+        ax.xaxis.set_major_locator(MaxNLocator(4))
         ax.set_ylabel("test AUC")
     front_handle = Line2D([], [], color="black", linestyle=":", marker="o", markerfacecolor="none", markersize=6)
     _legend_below(fig, sort_labels(merged["label"]), [(front_handle, "Pareto front")])
