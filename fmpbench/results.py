@@ -23,6 +23,18 @@ from typing import Any
 import numpy as np
 
 RECORD_SCHEMA = 1
+#: record fields that differ between two otherwise identical runs (timings, memory, time of writing)
+VOLATILE_FIELDS = frozenset(
+    {
+        "created_at",
+        "search_seconds",
+        "retrain_seconds",
+        "total_seconds",
+        "seconds_per_epoch",
+        "inference_ms_per_1000",
+        "peak_memory_mb",
+    }
+)
 TRACKED_PACKAGES = ("fmpbench", "torch", "numpy", "pandas", "scipy", "scikit-learn", "xgboost")
 
 

@@ -14,7 +14,7 @@ import pytest
 from fmpbench.data import get_dataset
 from fmpbench.grid import GridError, Task, build_tasks, check_k_spec, resolve_ks, run_grid
 from fmpbench.protocol import ExperimentConfig
-from fmpbench.results import read_record
+from fmpbench.results import VOLATILE_FIELDS, read_record
 from fmpbench.training import TrainConfig
 
 CONFIG = ExperimentConfig(
@@ -26,16 +26,6 @@ CONFIG = ExperimentConfig(
 )
 METHODS = ["none", "random", "lasso"]
 KS = (3, 6)
-# timings and the time of writing are the only fields allowed to differ between executors
-VOLATILE = {
-    "created_at",
-    "search_seconds",
-    "retrain_seconds",
-    "total_seconds",
-    "seconds_per_epoch",
-    "inference_ms_per_1000",
-    "peak_memory_mb",
-}
 
 
 # ---------------------------------------------------------------- expansion
@@ -87,7 +77,7 @@ def _records(results: Path) -> dict[str, dict[str, Any]]:
     for path in results.glob("*.json"):
         record = read_record(path)
         assert record["run_id"] == path.stem and record["status"] == "ok", record.get("error")
-        out[path.stem] = {k: v for k, v in record.items() if k not in VOLATILE}
+        out[path.stem] = {k: v for k, v in record.items() if k not in VOLATILE_FIELDS}
     return out
 
 

@@ -29,21 +29,11 @@ from fmpbench.data.splits import random_split, sequential_split
 from fmpbench.grid import build_tasks, run_grid
 from fmpbench.protocol import ExperimentConfig
 from fmpbench.report import generate_report
-from fmpbench.results import iter_records, read_record
+from fmpbench.results import VOLATILE_FIELDS, iter_records, read_record
 from fmpbench.selectors import SearchContext, Selector, register
 from fmpbench.selectors.registry import _REGISTRY
 from fmpbench.training import TrainConfig
 
-# what differs between two otherwise identical runs
-VOLATILE = {
-    "created_at",
-    "search_seconds",
-    "retrain_seconds",
-    "total_seconds",
-    "seconds_per_epoch",
-    "inference_ms_per_1000",
-    "peak_memory_mb",
-}
 TINY_RUN = ["run", "--dataset", "synthetic", "--rows", "2000", "--epochs", "1", "--embed-dim", "4"]
 TINY_CONFIG = ExperimentConfig(
     dataset="synthetic",
@@ -64,7 +54,7 @@ def _records(results: Path) -> dict[str, dict[str, Any]]:
 
 
 def _stable(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if k not in VOLATILE}
+    return {k: v for k, v in record.items() if k not in VOLATILE_FIELDS}
 
 
 def _leftovers(results: Path) -> list[str]:
