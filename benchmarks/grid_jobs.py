@@ -1,10 +1,11 @@
 """Grid wall-clock with ``--jobs 2`` against ``--jobs 1`` on the same 12-run grid, in one run.
 
-The grid: ``random`` and ``lasso`` × 3 budgets × 2 seeds on the built-in Avazu stand-in
-(12 result rows, 4 tasks). Each configuration runs as its own ``python -m fmpbench run`` into a
-fresh results directory, so process start-up and data generation are included, as a user sees it.
+The grid: every registered method at one budget (k = F/2) on the built-in Avazu stand-in — 11
+tasks (one search each) and 12 result rows (``none`` at k = F, ``lightfmp`` adds ``lightfmp-fs``).
+Each configuration runs as its own ``python -m fmpbench run`` into a fresh results directory, so
+process start-up and data generation are included, as a user sees it.
 
-Usage: python benchmarks/grid_jobs.py [--rows 300000] [--json out.json]
+Usage: python benchmarks/grid_jobs.py [--rows 200000] [--json out.json]
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-GRID = ["--methods", "random,lasso", "--dataset", "avazu", "--k", "0.25,0.5,0.75", "--seeds", "2"]
+GRID = ["--methods", "all", "--dataset", "avazu", "--k", "0.5", "--seeds", "1"]
 
 
 def wall_clock(jobs: int, rows: int) -> tuple[float, int]:
@@ -32,7 +33,7 @@ def wall_clock(jobs: int, rows: int) -> tuple[float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=300_000)
+    parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     one, runs_one = wall_clock(1, args.rows)
