@@ -23,10 +23,12 @@ from typing import Any
 import numpy as np
 
 RECORD_SCHEMA = 1
-#: record fields that differ between two otherwise identical runs (timings, memory, time of writing)
+#: record fields that differ between two otherwise identical runs: timings, memory, time of writing,
+#: and the checkout's commit (which may move between them)
 VOLATILE_FIELDS = frozenset(
     {
         "created_at",
+        "code_version",
         "search_seconds",
         "retrain_seconds",
         "total_seconds",
