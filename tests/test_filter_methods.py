@@ -8,15 +8,17 @@ documented score definition, subsampling and parameter validation. Data is tiny 
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
+import torch
 from sklearn.decomposition import PCA
 
 from fmpbench.data.prepared import PreparedData, Split
 from fmpbench.data.synthetic import make_synthetic
 from fmpbench.selectors import SearchContext
-from fmpbench.selectors.encoding import available_cores, frequency_encode, tree_encode
+from fmpbench.selectors.encoding import frequency_encode, thread_budget, tree_encode
 from fmpbench.selectors.gbdt import GBDTSelector
 from fmpbench.selectors.pca import PCASelector
 from fmpbench.selectors.rf import RandomForestSelector
@@ -80,8 +82,15 @@ def test_tree_encoding_of_evaluation_rows_uses_all_fitting_rows():
     np.testing.assert_allclose(evaluation, [[0.625, 0.75], [0.25, 0.25]])
 
 
-def test_available_cores_is_positive():
-    assert available_cores() >= 1
+def test_thread_budget_follows_torch_and_never_exceeds_the_cores():
+    previous, cores = torch.get_num_threads(), len(os.sched_getaffinity(0))
+    try:
+        torch.set_num_threads(1)  # what a worker of --jobs N gets on N cores
+        assert thread_budget() == 1
+        torch.set_num_threads(cores + 1)
+        assert thread_budget() == cores
+    finally:
+        torch.set_num_threads(previous)
 
 
 # --- gbdt -------------------------------------------------------------------------------------
@@ -102,7 +111,7 @@ def test_gbdt_chooses_depth_on_validation_and_records_it(data):
     assert info["valid_auc"] == max(info["valid_auc_by_depth"].values())
     assert info["rows_used"] == 1500 and info["valid_rows_used"] == len(data.valid)
     assert 1 <= info["rounds"] <= selector.max_rounds
-    assert info["threads"] == available_cores()
+    assert info["threads"] == thread_budget()
 
 
 def test_gbdt_stops_early_on_validation(data):

@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from fmpbench.data.prepared import Split
 
@@ -73,12 +74,17 @@ def target_encode_out_of_fold(
     return out
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (respects affinity masks, e.g. under a job scheduler)."""
+def thread_budget() -> int:
+    """Threads this process may use: torch's budget, which ``--jobs N`` sets to each worker's share of
+    the cores, and never more than the cores it may run on (affinity masks, e.g. a job scheduler's).
+
+    Tree libraries follow the same budget as torch, so N workers do not oversubscribe the cores.
+    """
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, torch.get_num_threads()))
 
 
 def tree_encode(

@@ -9,7 +9,7 @@ import xgboost as xgb
 
 from fmpbench.data.prepared import PreparedData
 from fmpbench.selectors.base import SearchContext, Selector
-from fmpbench.selectors.encoding import available_cores, subsample
+from fmpbench.selectors.encoding import subsample, thread_budget
 from fmpbench.selectors.registry import register
 
 
@@ -32,7 +32,8 @@ class GBDTSelector(Selector):
     AUC is kept; ``learning_rate=0.1``; ``max_rounds=500`` with ``early_stopping_rounds=20`` on the
     validation split (never test); ``min_child_weight=5``; ``subsample=0.8`` and
     ``colsample_bytree=0.8`` (seeded by the run's seed); ``max_rows=200_000`` training rows and as many
-    validation rows at most (uniform subsamples, recorded); ``n_jobs=None`` = every available core.
+    validation rows at most (uniform subsamples, recorded); ``n_jobs=None`` = the process's thread budget
+    (every core, or its share under ``--jobs``).
     """
 
     name = "gbdt"
@@ -63,7 +64,7 @@ class GBDTSelector(Selector):
         if not self.max_depths:
             raise ValueError("gbdt: max_depths must name at least one depth")
         seed = (context or SearchContext()).seed
-        threads = self.n_jobs or available_cores()
+        threads = self.n_jobs or thread_budget()
         X, y = subsample(data.train, self.max_rows, seed)
         Xv, yv = subsample(data.valid, self.max_rows, seed + 1)
         categorical = ["c"] * data.num_fields

@@ -9,7 +9,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 from fmpbench.data.prepared import PreparedData
 from fmpbench.selectors.base import SearchContext, Selector
-from fmpbench.selectors.encoding import available_cores, subsample, tree_encode
+from fmpbench.selectors.encoding import subsample, thread_budget, tree_encode
 from fmpbench.selectors.registry import register
 from fmpbench.training.metrics import auc
 
@@ -40,11 +40,12 @@ class RandomForestSelector(Selector):
     Other defaults: ``n_estimators=100``, ``max_depth=12``, ``min_samples_leaf=50``,
     ``max_features="sqrt"`` (small trees keep a search at seconds), ``folds=5`` and
     ``smoothing=20`` for the target encoding, ``n_repeats=3``, ``max_rows=100_000`` training rows and
-    ``max_valid_rows=50_000`` validation rows (uniform subsamples, recorded), ``n_jobs=None`` = every
-    available core.
+    ``max_valid_rows=50_000`` validation rows (uniform subsamples, recorded), ``n_jobs=None`` = the
+    process's thread budget (every core, or its share under ``--jobs``).
     """
 
     name = "rf"
+    search_cost = 4.0
 
     def __init__(
         self,
@@ -86,7 +87,7 @@ class RandomForestSelector(Selector):
             max_depth=self.max_depth,
             min_samples_leaf=self.min_samples_leaf,
             max_features=self.max_features,
-            n_jobs=self.n_jobs or available_cores(),
+            n_jobs=self.n_jobs or thread_budget(),
             random_state=seed,
         ).fit(train, y)
         self.valid_auc_ = auc(yv, forest.predict_proba(valid)[:, 1])
