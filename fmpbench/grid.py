@@ -19,6 +19,7 @@ from fmpbench.data import get_dataset
 from fmpbench.data.prepared import PreparedData
 from fmpbench.protocol import ExperimentConfig, Predictions, Task, iter_task_outputs, run_task, task_rows
 from fmpbench.results import finished_run_ids, write_record
+from fmpbench.selectors import get_selector_class
 
 DEFAULT_K_RATIOS = (0.25, 0.5, 0.75)
 EXECUTORS = ("local", "ray")
@@ -47,11 +48,21 @@ def resolve_ks(spec: Sequence[float] | None, num_fields: int) -> tuple[int, ...]
     return tuple(sorted(ks))
 
 
+def expected_cost(method: str, ks: tuple[int, ...]) -> float:
+    """A task's rough cost in retrains: its search (``Selector.search_cost``) plus one per result row."""
+    cls = get_selector_class(method)
+    rows = 1 if cls.keeps_all_fields else len(ks) * (2 if cls.native_name else 1)
+    return cls.search_cost + rows
+
+
 def build_tasks(methods: Sequence[str], seeds: Sequence[int], ks: tuple[int, ...]) -> list[Task]:
-    """Seed-major order, so a partial grid already holds complete seeds of every method."""
+    """Seed-major order, so a partial grid already holds complete seeds of every method; within a seed
+    the most expensive tasks first, so that parallel workers finish together (longest-first scheduling).
+    """
     if not seeds:
         raise GridError("need at least one seed (--seeds must be ≥ 1)")
-    return [Task(method, seed, ks) for seed in seeds for method in methods]
+    by_cost = sorted(methods, key=lambda method: -expected_cost(method, ks))
+    return [Task(method, seed, ks) for seed in seeds for method in by_cost]
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from fmpbench.data import get_dataset
-from fmpbench.grid import GridError, Task, build_tasks, check_k_spec, resolve_ks, run_grid
+from fmpbench.grid import GridError, Task, build_tasks, check_k_spec, expected_cost, resolve_ks, run_grid
 from fmpbench.protocol import ExperimentConfig
 from fmpbench.results import VOLATILE_FIELDS, read_record
 from fmpbench.training import TrainConfig
@@ -47,11 +47,14 @@ def test_check_k_spec_needs_no_data():
             check_k_spec([bad])
 
 
-def test_build_tasks_is_seed_major():
-    tasks = build_tasks(["a", "b"], [0, 1], (3,))
-    assert tasks == [Task("a", 0, (3,)), Task("b", 0, (3,)), Task("a", 1, (3,)), Task("b", 1, (3,))]
+def test_build_tasks_is_seed_major_with_the_longest_tasks_of_each_seed_first():
+    tasks = build_tasks(["none", "random", "lasso", "lightfmp"], [0, 1], (3, 6))
+    # costs in retrains: lasso 5 + 2 rows, lightfmp 1 + 4 rows (native + retrain per k), random 2, none 1
+    order = ["lasso", "lightfmp", "random", "none"]
+    assert tasks == [Task(method, seed, (3, 6)) for seed in (0, 1) for method in order]
+    assert expected_cost("lasso", (3, 6)) == 7 and expected_cost("none", (3, 6)) == 1
     with pytest.raises(GridError, match="at least one seed"):
-        build_tasks(["a"], [], (3,))
+        build_tasks(["none"], [], (3,))
 
 
 def test_run_grid_rejects_bad_executor_settings(tmp_path):

@@ -80,6 +80,9 @@ class Selector:
     retrain_name: ClassVar[str | None] = None
     #: ``none`` keeps every field; the harness runs it once at k = F instead of once per k
     keeps_all_fields: ClassVar[bool] = False
+    #: rough cost of :meth:`fit` in units of one retrain of the backbone (measured on the stand-ins);
+    #: a grid starts its most expensive tasks first, so that no worker idles while one finishes late
+    search_cost: ClassVar[float] = 1.0
 
     scores_: np.ndarray
     n_features_in_: int

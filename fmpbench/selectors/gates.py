@@ -126,6 +126,7 @@ class GateSearchSelector(Selector):
     gate_lr: float
     early_stopping: bool
     warmup_epochs: int = 0
+    search_cost = 2.0
 
     def make_gate(self, model: CTRModel, data: PreparedData) -> FieldGate:
         raise NotImplementedError

@@ -30,6 +30,7 @@ class LassoSelector(Selector):
     """
 
     name = "lasso"
+    search_cost = 5.0
 
     def __init__(self, Cs: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0), max_rows: int | None = 200_000) -> None:
         self.Cs = Cs

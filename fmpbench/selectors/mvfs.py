@@ -84,6 +84,7 @@ class MvFSSelector(GateSearchSelector):
     """
 
     name = "mvfs"
+    search_cost = 3.0
 
     def __init__(
         self,

@@ -35,6 +35,7 @@ class PCASelector(Selector):
     """
 
     name = "pca"
+    search_cost = 0.1
 
     def __init__(self, variance_share: float = 0.9, max_rows: int | None = 200_000) -> None:
         self.variance_share = variance_share

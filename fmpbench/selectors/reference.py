@@ -14,6 +14,7 @@ class NoSelection(Selector):
     """All fields kept: the unpruned model every method is compared with."""
 
     name = "none"
+    search_cost = 0.0
     keeps_all_fields = True
 
     def fit(self, data: PreparedData, context: SearchContext | None = None) -> NoSelection:
@@ -26,6 +27,7 @@ class RandomSelection(Selector):
     """Uniformly random field scores from the run's seed: the floor every method must beat."""
 
     name = "random"
+    search_cost = 0.0
 
     def fit(self, data: PreparedData, context: SearchContext | None = None) -> RandomSelection:
         seed = (context or SearchContext()).seed
