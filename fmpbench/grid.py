@@ -6,9 +6,11 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,10 +155,11 @@ def run_grid(
 ) -> GridOutcome:
     """Run every task, skipping finished runs when ``resume`` is set.
 
-    ``jobs == 1`` with the local executor runs in this process. ``jobs > 1`` starts that many worker
-    processes, each with its share of the cores. ``executor="ray"`` sends tasks to a Ray cluster
-    (``ray_address``; a local one is started when None). Workers return records to this process,
-    which alone writes them, so results and ``--resume`` behave the same on every executor.
+    ``jobs == 1`` with the local executor runs in this process. ``jobs > 1`` runs that many tasks at a
+    time — this process and ``jobs - 1`` worker processes — each with its share of the cores.
+    ``executor="ray"`` sends tasks to a Ray cluster (``ray_address``; a local one is started when
+    None). Workers return records to this process, which alone writes them, so results and
+    ``--resume`` behave the same on every executor.
     """
     if jobs < 1:
         raise GridError(f"--jobs must be at least 1, got {jobs}")
@@ -182,27 +185,84 @@ def run_grid(
         for task in pending:
             records += run_task(task, config, data, results_dir, finished, report)
     else:
-        _run_processes(pending, config, finished, jobs, write)
+        _LocalPool(pending, config, finished, jobs, write).run(data)
     return GridOutcome(records, skipped, len(all_rows), time.perf_counter() - start)
 
 
-def _run_processes(
-    tasks: Sequence[Task], config: ExperimentConfig, finished: frozenset[str], jobs: int, write: Callable
-) -> None:
-    context = multiprocessing.get_context("spawn")
-    threads = threads_per_worker(jobs)
-    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_process_worker, initargs=(threads,))
-    try:
-        futures = [pool.submit(_worker_run, task, config, finished) for task in tasks]
-        for future in as_completed(futures):
-            write(future.result())
-    except BaseException:
-        workers = list((pool._processes or {}).values())  # shutdown() forgets them
-        pool.shutdown(wait=False, cancel_futures=True)
+class _LocalPool:
+    """``jobs`` tasks at a time: this process runs tasks itself beside ``jobs - 1`` spawned workers.
+
+    This process has already paid for its imports and its data, so it starts work at once while the
+    workers start up, instead of idling until they are ready. Tasks go to whichever is free first —
+    a worker (fed by a background thread, one task per idle worker, so none sits queued behind a
+    long task) or this process — and every record is written here, under one lock.
+    """
+
+    def __init__(
+        self, tasks: Sequence[Task], config: ExperimentConfig, finished: frozenset[str], jobs: int, write: Callable
+    ) -> None:
+        self.queue = deque(tasks)
+        self.config, self.finished, self.workers, self.write = config, finished, jobs - 1, write
+        self.threads = threads_per_worker(jobs)
+        self.lock = threading.Lock()
+        self.stopped = False
+        self.error: BaseException | None = None
+        context = multiprocessing.get_context("spawn")
+        self.pool = ProcessPoolExecutor(
+            self.workers, mp_context=context, initializer=_init_process_worker, initargs=(self.threads,)
+        )
+
+    def run(self, data: PreparedData) -> None:
+        feeder = threading.Thread(target=self._feed_workers, name="fmpbench-feeder", daemon=True)
+        feeder.start()
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            while (task := self._take()) is not None:
+                self._deliver(_worker_run(task, self.config, self.finished, data))
+            feeder.join()
+            if self.error is not None:
+                raise self.error
+        except BaseException:
+            self._stop()
+            raise
+        finally:
+            torch.set_num_threads(previous)
+        self.pool.shutdown()
+
+    def _take(self) -> Task | None:
+        with self.lock:
+            return self.queue.popleft() if self.queue and not self.stopped else None
+
+    def _deliver(self, outputs: list[tuple[dict[str, Any], Predictions]]) -> None:
+        with self.lock:
+            self.write(outputs)
+
+    def _feed_workers(self) -> None:
+        in_flight: set[Future] = set()
+        try:
+            while True:
+                while len(in_flight) < self.workers and (task := self._take()) is not None:
+                    in_flight.add(self.pool.submit(_worker_run, task, self.config, self.finished))
+                if not in_flight:  # no task left for the workers: let them exit while this process works on
+                    self.pool.shutdown(wait=False)
+                    return
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._deliver(future.result())
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+            with self.lock:
+                self.error = self.error or exc
+                self.stopped = True
+
+    def _stop(self) -> None:
+        """Stop handing out tasks and terminate the workers (Ctrl-C, or a worker that failed)."""
+        with self.lock:
+            self.stopped = True
+        workers = list((self.pool._processes or {}).values())  # shutdown() forgets them
+        self.pool.shutdown(wait=False, cancel_futures=True)
         for process in workers:
             process.terminate()
-        raise
-    pool.shutdown()
 
 
 def _run_ray(
