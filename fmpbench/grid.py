@@ -112,12 +112,6 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _init_process_worker(threads: int) -> None:
-    """Ctrl-C reaches the whole process group: only the parent handles it, and it stops the workers."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _init_worker(threads)
-
-
 def _worker_run(
     task: Task, config: ExperimentConfig, skip: frozenset[str], data: PreparedData | None = None
 ) -> list[tuple[dict[str, Any], Predictions]]:
@@ -209,11 +203,12 @@ class _LocalPool:
         self.error: BaseException | None = None
         context = multiprocessing.get_context("spawn")
         self.pool = ProcessPoolExecutor(
-            self.workers, mp_context=context, initializer=_init_process_worker, initargs=(self.threads,)
+            self.workers, mp_context=context, initializer=_init_worker, initargs=(self.threads,)
         )
 
     def run(self, data: PreparedData) -> None:
-        feeder = threading.Thread(target=self._feed_workers, name="fmpbench-feeder", daemon=True)
+        first = self._start_workers()
+        feeder = threading.Thread(target=self._feed_workers, args=(first,), name="fmpbench-feeder", daemon=True)
         feeder.start()
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
@@ -238,12 +233,29 @@ class _LocalPool:
         with self.lock:
             self.write(outputs)
 
-    def _feed_workers(self) -> None:
-        in_flight: set[Future] = set()
+    def _start_workers(self) -> set[Future]:
+        """Spawn the workers (one first task each) with Ctrl-C ignored from birth.
+
+        Ctrl-C reaches the whole process group; only this process handles it, and it stops the
+        workers. A spawned child keeps an ignored SIGINT, so not even a worker still importing
+        prints a traceback. (Signal handlers can only be set from the main thread.)
+        """
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
+        try:
+            return {self._submit(task) for _ in range(self.workers) if (task := self._take()) is not None}
+        finally:
+            if previous is not None:  # None: not the main thread, or a handler installed outside Python
+                signal.signal(signal.SIGINT, previous)
+
+    def _submit(self, task: Task) -> Future:
+        return self.pool.submit(_worker_run, task, self.config, self.finished)
+
+    def _feed_workers(self, in_flight: set[Future]) -> None:
         try:
             while True:
                 while len(in_flight) < self.workers and (task := self._take()) is not None:
-                    in_flight.add(self.pool.submit(_worker_run, task, self.config, self.finished))
+                    in_flight.add(self._submit(task))
                 if not in_flight:  # no task left for the workers: let them exit while this process works on
                     self.pool.shutdown(wait=False)
                     return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,23 @@ def test_local_grid_has_every_row(local_grid):
 
 def test_jobs_2_gives_the_same_records_as_jobs_1(local_grid, tmp_path):
     _run(tmp_path / "runs", jobs=2)
+    assert _records(tmp_path / "runs") == _records(local_grid)
+
+
+def test_jobs_2_runs_from_a_thread_other_than_the_main_one(local_grid, tmp_path):
+    """Signal handlers can only be set on the main thread; a grid started elsewhere must still run."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            _run(tmp_path / "runs", jobs=2)
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the test's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    assert not errors, errors
     assert _records(tmp_path / "runs") == _records(local_grid)
 
 
