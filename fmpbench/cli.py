@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rows", type=int, default=None, help="rows of the built-in stand-in / synthetic data")
     run.add_argument("--results", default=DEFAULT_RESULTS_DIR, help="directory for run records")
     run.add_argument("--resume", action="store_true", help="skip runs whose record already exists")
-    run.add_argument("--jobs", type=int, default=1, help="worker processes (each gets cores/jobs threads)")
+    run.add_argument(
+        "--jobs", type=int, default=1, help="tasks at a time: this process + jobs-1 workers, cores/jobs threads each"
+    )
     run.add_argument("--executor", default="local", help="'local' (default) or 'ray'")
     run.add_argument("--ray-address", default=None, help="address of a running Ray cluster (default: start one)")
     run.add_argument("--no-predictions", action="store_true", help="do not store test predictions")
