@@ -7,7 +7,8 @@ process start-up and data generation are included, as a user sees it.
 
 This machine's speed drifts by ±15 % from minute to minute, so the two configurations alternate
 (1, 2, 2, 1, 1, 2, ...) for ``--repeats`` rounds and each is summarised by its fastest run, the
-estimate least disturbed by other load (as ``timeit`` does); every raw time is printed too.
+estimate least disturbed by other load (as ``timeit`` does), and by its median; every raw time is
+printed too.
 
 Why the ratio cannot reach 0.5: ``--jobs 1`` already uses every core (torch's intra-op threads,
 XGBoost and the random forest's parallel trees), while each of two workers gets one thread. The
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,6 +73,9 @@ def main() -> None:
         "jobs1_seconds": one,
         "jobs2_seconds": two,
         "jobs2_over_jobs1": round(two / one, 3),
+        "jobs2_over_jobs1_medians": round(
+            statistics.median(s for s, _ in runs[2]) / statistics.median(s for s, _ in runs[1]), 3
+        ),
         "jobs1_task_seconds": work_one,
         "jobs2_task_seconds": work_two,
         "one_thread_work_over_two_thread_work": round(work_two / work_one, 3),
