@@ -243,20 +243,21 @@ class _LocalPool:
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
         try:
-            return {self._submit(task) for _ in range(self.workers) if (task := self._take()) is not None}
+            return self._fill(set())
         finally:
             if previous is not None:  # None: not the main thread, or a handler installed outside Python
                 signal.signal(signal.SIGINT, previous)
 
-    def _submit(self, task: Task) -> Future:
-        return self.pool.submit(_worker_run, task, self.config, self.finished)
+    def _fill(self, in_flight: set[Future]) -> set[Future]:
+        """Give every idle worker one task (none are queued ahead, so this process can still take them)."""
+        while len(in_flight) < self.workers and (task := self._take()) is not None:
+            in_flight.add(self.pool.submit(_worker_run, task, self.config, self.finished))
+        return in_flight
 
     def _feed_workers(self, in_flight: set[Future]) -> None:
         try:
             while True:
-                while len(in_flight) < self.workers and (task := self._take()) is not None:
-                    in_flight.add(self._submit(task))
-                if not in_flight:  # no task left for the workers: let them exit while this process works on
+                if not self._fill(in_flight):  # no task left for the workers: let them exit while this process works on
                     self.pool.shutdown(wait=False)
                     return
                 done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
