@@ -14,6 +14,10 @@ import numpy as np
 
 OOV_ID = 0
 
+#: Field names that identify a user in the built-in datasets (MovieLens ``user_id``, Amazon's reviewer
+#: ``user``). A dataset may also declare its own in ``info["user_field"]``.
+USER_FIELD_NAMES = ("user_id", "user")
+
 
 @dataclass(frozen=True)
 class Split:
@@ -65,3 +69,16 @@ class PreparedData:
     @property
     def num_fields(self) -> int:
         return len(self.field_names)
+
+    @property
+    def user_field(self) -> int | None:
+        """Index of the field that identifies a user, or None when the data has none.
+
+        User-grouped metrics (GAUC) and Light-FMP's activity-stratified pretraining subset need it;
+        ``info["user_field"]`` (a field name) wins over the built-in names.
+        """
+        declared = self.info.get("user_field")
+        for name in ([declared] if declared else USER_FIELD_NAMES):
+            if name in self.field_names:
+                return self.field_names.index(name)
+        return None
