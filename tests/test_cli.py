@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -193,3 +195,44 @@ def test_list_methods(capsys):
     assert main(["list", "methods"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert names[:2] == ["none", "random"] and "lasso" in names
+
+
+# ---------------------------------------------------------------- plug-ins
+
+# A child process whose entry-point group holds one plug-in that cannot be imported; it then runs the CLI.
+BROKEN_PLUGIN_CLI = """
+import importlib.metadata as metadata, sys
+broken = metadata.EntryPoint(name="broken", value="plug2.nothere:Nope", group="fmpbench.selectors")
+real = metadata.entry_points
+metadata.entry_points = lambda **kw: [broken] if kw.get("group") == "fmpbench.selectors" else real(**kw)
+from fmpbench.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["list", "methods"], [*TINY_RUN[:-4], "--methods", "none"]],
+    ids=["list", "run"],
+)
+def test_a_broken_plugin_is_one_warning_line_and_the_command_works(tmp_path, argv):
+    if argv[0] == "run":
+        argv = [*argv, "--results", str(tmp_path / "results")]
+    child = subprocess.run(
+        [sys.executable, "-c", BROKEN_PLUGIN_CLI, *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert child.returncode == 0, child.stderr
+    warnings = [line for line in child.stderr.splitlines() if "plug-in" in line]
+    assert warnings == [
+        "fmpbench: warning: skipped plug-in 'broken' (broken = plug2.nothere:Nope): "
+        "ModuleNotFoundError: No module named 'plug2'"
+    ]
+    assert "Traceback" not in child.stderr
+    if argv[0] == "list":
+        assert child.stdout.split()[0] == "none"
+    else:
+        assert len(list((tmp_path / "results").glob("*.json"))) == 1

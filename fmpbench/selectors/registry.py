@@ -5,18 +5,23 @@ A package outside this repository declares, in its ``pyproject.toml``::
     [project.entry-points."fmpbench.selectors"]
     mymethod = "mypkg.module:MySelector"
 
-and ``python -m fmpbench run --methods mymethod`` finds it after ``pip install``.
+and ``python -m fmpbench run --methods mymethod`` finds it after ``pip install`` (a complete example
+package is in ``examples/plugin/``). A plug-in that cannot be loaded is skipped with a one-line
+warning naming its entry point: one broken package must not break every command.
 """
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+import logging
+from importlib import metadata
 
 from fmpbench.selectors.base import Selector
 
 ENTRY_POINT_GROUP = "fmpbench.selectors"
 _REGISTRY: dict[str, type[Selector]] = {}
+_PLUGINS: list[str] = []
 _entry_points_loaded = False
+log = logging.getLogger("fmpbench.selectors")
 
 
 def register(cls: type[Selector]) -> type[Selector]:
@@ -30,22 +35,39 @@ def register(cls: type[Selector]) -> type[Selector]:
     return cls
 
 
+def _load_plugin(ep: metadata.EntryPoint) -> type[Selector]:
+    cls = ep.load()
+    if not (isinstance(cls, type) and issubclass(cls, Selector)):
+        raise TypeError(f"{cls!r} is not a Selector subclass")
+    return register(cls)
+
+
 def _load_entry_points() -> None:
     global _entry_points_loaded
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        cls = ep.load()
-        if not (isinstance(cls, type) and issubclass(cls, Selector)):
-            raise TypeError(f"entry point '{ep.name}' ({ep.value}) is not a Selector subclass")
-        register(cls)
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            cls = _load_plugin(ep)
+        except Exception as exc:  # noqa: BLE001 - any failure of third-party code is reported, not raised
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+            log.warning("fmpbench: warning: skipped plug-in '%s' (%s = %s): %s", ep.name, ep.name, ep.value, reason)
+            continue
+        if cls.name not in _PLUGINS:
+            _PLUGINS.append(cls.name)
 
 
 def available_methods() -> list[str]:
     """Every registered method name, built-in ones first in registration order."""
     _load_entry_points()
     return list(_REGISTRY)
+
+
+def plugin_methods() -> list[str]:
+    """The names that installed plug-ins (entry points) added to the registry."""
+    _load_entry_points()
+    return list(_PLUGINS)
 
 
 def get_selector_class(name: str) -> type[Selector]:
