@@ -8,7 +8,10 @@ listed as not produced rather than drawn empty.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,11 +68,25 @@ def generate_report(results_dir: Path, out_dir: Path, *, figures: bool = True) -
     """
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     loaded = load_results(results_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.iterdir():
-        if stale.is_file() and _OWN_FILES.match(stale.name) and (figures or stale.suffix in (".md", ".tex")):
-            stale.unlink()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Everything is written beside the output first and replaces it only once the whole report exists,
+    # so a report that fails half-way leaves the previous one intact.
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        summary = _write_report(loaded, out_dir, work, figures)
+        out_dir.mkdir(exist_ok=True)
+        for stale in out_dir.iterdir():
+            if stale.is_file() and _OWN_FILES.match(stale.name) and (figures or stale.suffix in (".md", ".tex")):
+                stale.unlink()
+        for made in work.iterdir():
+            os.replace(made, out_dir / made.name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return summary
 
+
+def _write_report(loaded: LoadedResults, out_dir: Path, work: Path, figures: bool) -> ReportSummary:
+    """Write the report into ``work``; the paths in the summary name where the files will end up."""
     main = sm.main_summary(loaded)
     eff = sm.efficiency_summary(loaded)
     aukc = sm.aukc_summary(loaded)
@@ -91,9 +108,8 @@ def generate_report(results_dir: Path, out_dir: Path, *, figures: bool = True) -
               tb.aukc_table(aukc, grids, friedman_text), tb.failures_table(fail)]
     for table in tables:
         for suffix, text in ((".md", table.to_markdown()), (".tex", table.to_latex())):
-            path = out_dir / f"{table.name}{suffix}"
-            path.write_text(text, encoding="utf-8")
-            summary.tables.append(path)
+            (work / f"{table.name}{suffix}").write_text(text, encoding="utf-8")
+            summary.tables.append(out_dir / f"{table.name}{suffix}")
     if not figures:
         return summary
 
@@ -115,10 +131,10 @@ def generate_report(results_dir: Path, out_dir: Path, *, figures: bool = True) -
             if isinstance(output, str):
                 summary.missing_figures[stem] = output
                 continue
-            summary.figures += fg.save_figure(output, out_dir)
+            summary.figures += [out_dir / path.name for path in fg.save_figure(output, work)]
             described.append((output.stem, output.description))
 
-    (out_dir / "README.md").write_text(_index(loaded, summary, tables, described, grids, friedman_text),
+    (work / "README.md").write_text(_index(loaded, summary, tables, described, grids, friedman_text),
                                        encoding="utf-8")
     return summary
 

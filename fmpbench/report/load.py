@@ -110,6 +110,9 @@ def _flat_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
     }
     for name in NUMERIC_FIELDS:
         row[name] = _number(record.get(name))
+    if row["status"] == "ok" and not math.isfinite(row["test_auc"]):
+        # what single-class test data used to produce; no statistic can use it
+        raise ValueError(f"status ok but test_auc is {row['test_auc']}")
     return row
 
 

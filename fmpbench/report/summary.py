@@ -15,6 +15,9 @@ Every statistic comes from ``fmpbench.stats``; this module only decides what is 
 from __future__ import annotations
 
 import math
+import warnings
+import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +29,7 @@ from fmpbench import stats
 from fmpbench.data.prepared import GroundTruth
 from fmpbench.data.synthetic import standin_schema
 from fmpbench.report.load import STANDIN_PREFIX, LoadedResults, is_variant
-from fmpbench.results import load_predictions
+from fmpbench.results import load_predictions, predictions_path
 
 REFERENCE = "none"
 ALPHA = 0.05
@@ -57,16 +60,26 @@ def sort_labels(labels: Iterable[str]) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 
 
+#: what ``np.load`` raises on a truncated, empty, non-zip or incomplete ``.npz`` file
+UNREADABLE_PREDICTIONS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+
+
 class _Predictions:
     """Stored test predictions, each file read once per report (the reference's are reused a lot)."""
 
     def __init__(self, results_dir: Path) -> None:
         self.results_dir = results_dir
-        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
 
-    def __call__(self, run_id: str) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, run_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The run's labels and probabilities, or None (with a warning naming the file) when unreadable."""
         if run_id not in self._cache:
-            self._cache[run_id] = load_predictions(self.results_dir, run_id)
+            try:
+                self._cache[run_id] = load_predictions(self.results_dir, run_id)
+            except UNREADABLE_PREDICTIONS as exc:
+                warnings.warn(f"skipping unreadable predictions {predictions_path(self.results_dir, run_id)}: "
+                              f"{type(exc).__name__}: {exc}", stacklevel=2)
+                self._cache[run_id] = None
         return self._cache[run_id]
 
 
@@ -80,8 +93,10 @@ def _delong_max_p(predictions: _Predictions, runs: pd.DataFrame, ref_runs: pd.Da
         ref = ref_by_seed.loc[run.seed]
         if not ref["has_predictions"]:
             continue
-        y, p = predictions(run.run_id)
-        y0, p0 = predictions(ref["run_id"])
+        ours, theirs = predictions(run.run_id), predictions(ref["run_id"])
+        if ours is None or theirs is None:
+            continue
+        (y, p), (y0, p0) = ours, theirs
         if y.shape != y0.shape or not np.array_equal(y, y0):
             continue
         try:
