@@ -22,6 +22,7 @@ from fmpbench.models import BACKBONES
 from fmpbench.protocol import ExperimentConfig
 from fmpbench.report import generate_report
 from fmpbench.selectors import available_methods, get_selector_class
+from fmpbench.selectors.registry import plugin_methods
 from fmpbench.study import StudyError, load_study, run_study
 from fmpbench.training import TrainConfig
 
@@ -132,6 +133,9 @@ def _check_device(name: str) -> None:
 def _resolve_methods(text: str) -> list[str]:
     known = available_methods()
     if text == "all":
+        plugins = plugin_methods()
+        if plugins:  # installed packages join every `--methods all` grid (and `make run`): never silently
+            print(f"fmpbench: --methods all includes installed plug-ins: {', '.join(plugins)}", file=sys.stderr)
         return known
     methods = list(dict.fromkeys(_parse_list(text)))  # a repeated name would run (and write) every row twice
     if not methods:

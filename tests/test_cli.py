@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from fmpbench.cli import _resolve_methods, main
 from fmpbench.data.fixtures import amazon_lines, avazu_lines, criteo_lines, write_lines, write_movielens
 from fmpbench.data.readers import MovieLensReader
+from fmpbench.selectors import registry
 
 TINY_RUN = ["run", "--dataset", "synthetic", "--rows", "2000", "--epochs", "1", "--methods", "none,random", "--k", "3"]
 
@@ -236,3 +238,16 @@ def test_a_broken_plugin_is_one_warning_line_and_the_command_works(tmp_path, arg
         assert child.stdout.split()[0] == "none"
     else:
         assert len(list((tmp_path / "results").glob("*.json"))) == 1
+
+
+def test_methods_all_names_the_installed_plugins_it_includes(monkeypatch, capsys):
+    plugin = metadata.EntryPoint("rategain", "fmpbench_rategain:RateGain", registry.ENTRY_POINT_GROUP)
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "examples" / "plugin"))
+    monkeypatch.setattr(registry.metadata, "entry_points", lambda group: [plugin])
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_PLUGINS", [])
+    monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    assert _resolve_methods("all")[-1] == "rategain"
+    assert capsys.readouterr().err == "fmpbench: --methods all includes installed plug-ins: rategain\n"
+    assert _resolve_methods("none,rategain") == ["none", "rategain"]
+    assert capsys.readouterr().err == ""

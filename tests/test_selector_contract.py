@@ -2,6 +2,8 @@
 
 Parametrised over ``available_methods()`` after importing the method modules that exist, so a new
 method — built in, or installed through the entry-point group — is covered without editing this file.
+The example plug-in of ``examples/plugin/`` joins them through the registry's entry-point path
+(installed nowhere: its entry point is faked), so the README's package is checked like a built-in.
 Each case takes seconds on 2 cores (3,000 rows, a one-layer backbone, at most 2 epochs); nothing here
 asserts timings.
 """
@@ -9,6 +11,8 @@ asserts timings.
 from __future__ import annotations
 
 import dataclasses
+import sys
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +22,12 @@ import torch
 from fmpbench.data.prepared import Split
 from fmpbench.data.synthetic import make_synthetic
 from fmpbench.protocol import ExperimentConfig, Task, run_task
-from fmpbench.selectors import SearchContext, Selector, available_methods, get_selector_class
+from fmpbench.selectors import SearchContext, Selector, available_methods, get_selector_class, registry
 from fmpbench.training import TrainConfig
 
-METHODS = available_methods()
+EXAMPLE_PLUGIN = Path(__file__).resolve().parents[1] / "examples" / "plugin"
+PLUGIN_ENTRY_POINT = metadata.EntryPoint("rategain", "fmpbench_rategain:RateGain", registry.ENTRY_POINT_GROUP)
+METHODS = [*available_methods(), PLUGIN_ENTRY_POINT.name]
 BACKBONE_PARAMS = {"embed_dim": 4, "hidden": (16,)}
 TRAIN_CONFIG = TrainConfig(max_epochs=2, batch_size=256, patience=1)
 K = 5
@@ -29,6 +35,20 @@ K = 5
 
 def tiny_context(seed: int = 0) -> SearchContext:
     return SearchContext(seed=seed, backbone="mlp", backbone_params=dict(BACKBONE_PARAMS), train_config=TRAIN_CONFIG)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def example_plugin_installed():
+    """The registry as it is once ``pip install examples/plugin`` has run, for this module only."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(EXAMPLE_PLUGIN))
+        patch.setattr(registry.metadata, "entry_points", lambda group: [PLUGIN_ENTRY_POINT])
+        patch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+        patch.setattr(registry, "_PLUGINS", [])
+        patch.setattr(registry, "_entry_points_loaded", False)
+        assert registry.plugin_methods() == [PLUGIN_ENTRY_POINT.name]
+        yield
+    sys.modules.pop("fmpbench_rategain", None)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +83,10 @@ def harness_records(data, tmp_path_factory):
     """
     flipped = dataclasses.replace(data, test=Split(data.test.X, 1.0 - data.test.y))
     config = ExperimentConfig(
-        dataset="synthetic", backbone="mlp", backbone_params=dict(BACKBONE_PARAMS), train_config=TRAIN_CONFIG,
+        dataset="synthetic",
+        backbone="mlp",
+        backbone_params=dict(BACKBONE_PARAMS),
+        train_config=TRAIN_CONFIG,
         save_predictions=False,
     )
     cache: dict[str, tuple[list[dict], Path]] = {}
@@ -160,6 +183,6 @@ def test_ties_go_to_the_lower_field_index(data):
     assert selector.get_support(3).tolist() == [0, 1, 2]
     scores = np.zeros(data.num_fields)
     scores[[2, 5, 9, 11]] = 1.0
-    selector._set_scores(data, scores)
+    selector.set_scores(data, scores)
     assert selector.get_support(2).tolist() == [2, 5]
     assert selector.get_support(5).tolist() == [0, 2, 5, 9, 11]

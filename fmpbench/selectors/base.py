@@ -8,6 +8,7 @@ one search serves every budget k. ``__init__`` stores hyper-parameters only; fit
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -63,14 +64,40 @@ class NativeOutcome:
 
 
 class Selector:
-    """Base class of every field-selection method.
+    """Base class of every field-selection method: score each field, higher = keep.
 
-    Subclasses set ``name``, store their hyper-parameters in ``__init__`` (keyword arguments with
-    defaults, each saved under the same attribute name) and implement :meth:`fit`, which sets
-    ``scores_`` (one float per field, higher = keep) and returns ``self``.
+    Subclasses set ``name`` (the ``--methods`` name), store their hyper-parameters in ``__init__``
+    (keyword arguments with defaults, each saved under the same attribute name, nothing else) and
+    implement :meth:`fit`, which calls :meth:`set_scores` once and returns ``self``. The harness then
+    keeps the top-k fields for every budget k (:meth:`get_support`) and retrains a fresh backbone on
+    them; the selector never sees the test split.
+
+    What ``fit(data, context)`` receives:
+
+    ``data`` — a :class:`fmpbench.data.PreparedData`; a search may read only these members:
+
+    * ``data.train.X`` — int32 array ``[n_train, F]`` of per-field ids in ``[0, field_dims[f])``
+      (id 0 = out of vocabulary; possibly memory-mapped, so read-only);
+      ``data.train.y`` — float32 ``[n_train]`` click labels in {0, 1};
+    * ``data.valid.X`` / ``data.valid.y`` — the validation split, same layout: tune and stop on it;
+    * ``data.field_dims`` — ``list[int]``, the vocabulary size of each field (including id 0);
+    * ``data.field_names`` — ``list[str]``, one name per field; ``data.num_fields`` = F;
+    * ``data.user_field`` — index of the field that identifies a user, or ``None``.
+
+    ``data.test`` and ``data.truth`` (planted ground truth of ``synthetic``) are for the harness only.
+
+    ``context`` — a :class:`SearchContext` (``None`` when called by hand: use ``SearchContext()``):
+
+    * ``context.seed`` — the run's seed: draw every random number from it;
+    * ``context.backbone`` / ``context.backbone_params`` — the backbone the harness retrains;
+    * ``context.train_config`` — a :class:`fmpbench.training.TrainConfig` (epochs, batch size, lr,
+      device, early-stopping patience);
+    * ``context.device``, ``context.make_model(field_dims)``, ``context.trainer(hooks)`` and
+      ``context.tensors(data)`` — for deep methods that train a gated backbone during the search.
 
     Methods that also produce a model through their own pipeline set ``native_name`` and implement
-    :meth:`fit_native`; the harness then reports that pipeline as an extra row.
+    :meth:`fit_native`; the harness then reports that pipeline as an extra row. A complete plug-in
+    package is in ``examples/plugin/``.
     """
 
     name: ClassVar[str] = ""
@@ -97,7 +124,12 @@ class Selector:
     def fit(self, data: PreparedData, context: SearchContext | None = None) -> Selector:
         raise NotImplementedError
 
-    def _set_scores(self, data: PreparedData, scores: np.ndarray) -> None:
+    def set_scores(self, data: PreparedData, scores: Sequence[float] | np.ndarray) -> None:
+        """Record the search's result: one finite float per field of ``data`` (higher = keep).
+
+        Sets ``scores_`` (float64), ``n_features_in_`` and ``feature_names_in_``; call it once at the
+        end of :meth:`fit`. A wrong length or a NaN is an error naming the method.
+        """
         scores = np.asarray(scores, dtype=np.float64).ravel()
         if scores.shape != (data.num_fields,):
             raise ValueError(f"{self.name}: expected {data.num_fields} scores, got {scores.shape}")
@@ -106,6 +138,8 @@ class Selector:
         self.scores_ = scores
         self.n_features_in_ = data.num_fields
         self.feature_names_in_ = list(data.field_names)
+
+    _set_scores = set_scores  # the name used before set_scores was public; kept for existing plug-ins
 
     def ranking(self) -> np.ndarray:
         """Field indices from most to least important; ties go to the lower field index."""
@@ -118,6 +152,15 @@ class Selector:
         if not 1 <= k <= len(self.scores_):
             raise ValueError(f"k must be between 1 and {len(self.scores_)}, got {k}")
         return np.sort(self.ranking()[:k])
+
+    def support(self, k: int, data: PreparedData, context: SearchContext) -> np.ndarray:
+        """The k fields the harness keeps for budget k: ``get_support(k)`` of the one search, unless a
+        method searches per budget (Light-FMP pretrains towards each k)."""
+        return self.get_support(k)
+
+    def selection_info(self, k: int, data: PreparedData, context: SearchContext) -> dict[str, Any]:
+        """Which search produced the fields of budget k, recorded with that row (empty: the task's search)."""
+        return {}
 
     def fit_native(self, k: int, data: PreparedData, context: SearchContext) -> NativeOutcome:
         raise NotImplementedError(f"{self.name} has no native pipeline")

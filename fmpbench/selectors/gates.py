@@ -167,7 +167,7 @@ class GateSearchSelector(Selector):
     def fit(self, data: PreparedData, context: SearchContext | None = None) -> GateSearchSelector:
         context = context or SearchContext()
         search = self.search(data, context)
-        self._set_scores(data, self.field_scores(search, context))
+        self.set_scores(data, self.field_scores(search, context))
         self.search_info_ = {
             "warmup_epochs": self.warmup_epochs,
             "search_epochs_run": search.results[-1].epochs,

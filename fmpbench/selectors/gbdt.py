@@ -103,7 +103,7 @@ class GBDTSelector(Selector):
         gain = booster[: self.rounds_].get_score(importance_type="total_gain")
         self.valid_auc_by_depth_ = valid_auc_by_depth
         self.rows_used_, self.valid_rows_used_, self.threads_ = len(X), len(Xv), threads
-        self._set_scores(data, [gain.get(f"f{f}", 0.0) for f in range(data.num_fields)])
+        self.set_scores(data, [gain.get(f"f{f}", 0.0) for f in range(data.num_fields)])
         return self
 
     def describe(self) -> dict[str, Any]:

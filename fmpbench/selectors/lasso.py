@@ -52,7 +52,7 @@ class LassoSelector(Selector):
         assert best is not None
         self.valid_auc_, self.C_, coef = best
         self.rows_used_ = len(X)
-        self._set_scores(data, [np.std(valid[:, block] @ coef[block]) for block in blocks])
+        self.set_scores(data, [np.std(valid[:, block] @ coef[block]) for block in blocks])
         return self
 
     def describe(self) -> dict:

@@ -60,7 +60,7 @@ class PCASelector(Selector):
             scores[varying] = ratios[:used] @ np.abs(pca.components_[:used])
             self.components_used_, self.variance_explained_ = used, float(cumulative[used - 1])
         self.rows_used_ = len(X)
-        self._set_scores(data, scores)
+        self.set_scores(data, scores)
         return self
 
     def describe(self) -> dict[str, Any]:

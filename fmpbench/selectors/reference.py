@@ -18,7 +18,7 @@ class NoSelection(Selector):
     keeps_all_fields = True
 
     def fit(self, data: PreparedData, context: SearchContext | None = None) -> NoSelection:
-        self._set_scores(data, np.ones(data.num_fields))
+        self.set_scores(data, np.ones(data.num_fields))
         return self
 
 
@@ -31,5 +31,5 @@ class RandomSelection(Selector):
 
     def fit(self, data: PreparedData, context: SearchContext | None = None) -> RandomSelection:
         seed = (context or SearchContext()).seed
-        self._set_scores(data, np.random.default_rng(seed).random(data.num_fields))
+        self.set_scores(data, np.random.default_rng(seed).random(data.num_fields))
         return self

@@ -97,7 +97,7 @@ class RandomForestSelector(Selector):
         else:
             scores = self._permutation_drop(forest, valid, yv, num_fields, seed)
         self.rows_used_, self.valid_rows_used_ = len(X), len(Xv)
-        self._set_scores(data, scores)
+        self.set_scores(data, scores)
         return self
 
     def _permutation_drop(
