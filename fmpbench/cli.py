@@ -2,6 +2,9 @@
 
 Exit codes: 0 success, 1 some runs failed or bad data, 2 a usage error (unknown name, impossible k),
 130 interrupted. User mistakes get one line on stderr, never a traceback.
+
+Heavy libraries (torch, scipy, pandas) are imported inside the commands that use them, so that
+``--help`` and ``list methods`` answer at once.
 """
 
 from __future__ import annotations
@@ -11,20 +14,8 @@ import os
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-
-import pandas as pd
-import torch
-
-from fmpbench.data import DATASETS, DataError, get_dataset, prepare
-from fmpbench.grid import EXECUTORS, GridError, build_tasks, check_k_spec, resolve_ks, run_grid
-from fmpbench.models import BACKBONES
-from fmpbench.protocol import ExperimentConfig
-from fmpbench.report import generate_report
-from fmpbench.selectors import available_methods, get_selector_class
-from fmpbench.selectors.registry import plugin_methods
-from fmpbench.study import StudyError, load_study, run_study
-from fmpbench.training import TrainConfig
 
 DEFAULT_DATA_DIR = os.environ.get("FMPBENCH_DATA", ".fmpbench-data")
 DEFAULT_RESULTS_DIR = "results/runs"
@@ -46,53 +37,154 @@ def _parse_numbers(text: str) -> list[float]:
         raise UsageError(f"--k expects numbers separated by commas, got '{text}'") from None
 
 
+# What --help derives from the library, read only when that help is shown (the registries of
+# backbones and executors live beside torch).
+def _datasets() -> str:
+    from fmpbench.data import DATASETS
+
+    return "one of: " + ", ".join(DATASETS)
+
+
+def _real_datasets() -> str:
+    from fmpbench.data import REAL_DATASETS
+
+    return "one of: " + ", ".join(REAL_DATASETS)
+
+
+def _backbones() -> str:
+    from fmpbench.models import BACKBONES
+
+    return "one of: " + ", ".join(BACKBONES)
+
+
+def _executors() -> str:
+    from fmpbench.grid import EXECUTORS
+
+    return "one of: " + ", ".join(EXECUTORS)
+
+
+def _train_default(name: str) -> Callable[[], str]:
+    def text() -> str:
+        from fmpbench.training import TrainConfig
+
+        return f"default: {getattr(TrainConfig(), name)}"
+
+    return text
+
+
+def _embed_dim_default() -> str:
+    import inspect
+
+    from fmpbench.models import BACKBONES
+
+    return f"default: {inspect.signature(BACKBONES['mlp']).parameters['embed_dim'].default}"
+
+
+def _min_count_default() -> str:
+    from fmpbench.data import DEFAULT_MIN_COUNT
+
+    return "default per dataset: " + ", ".join(f"{name} {count}" for name, count in DEFAULT_MIN_COUNT.items())
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows each option's default, and what an option's ``lazy_help`` derives from the library."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        lazy: Callable[[], str] | None = getattr(action, "lazy_help", None)
+        notes = [lazy()] if lazy is not None else []
+        if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+            notes.append("default: %(default)s")
+        return f"{action.help} ({'; '.join(notes)})" if notes else action.help or ""
+
+
+def _lazy(action: argparse.Action, text: Callable[[], str]) -> None:
+    action.lazy_help = text  # type: ignore[attr-defined]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fmpbench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="search, select top-k, retrain and test every method × k × seed")
-    run.add_argument("--methods", default="all", help="'all' or a comma-separated list")
-    run.add_argument("--dataset", default="avazu")
-    run.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="where `prepare` stored real data")
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text, formatter_class=_HelpFormatter)
+
+    run = command("run", "search, select top-k, retrain and test every method × k × seed")
+    run.add_argument("--methods", default="all", help="'all' (every registered method) or a comma-separated list")
+    _lazy(run.add_argument("--dataset", default="avazu", help="dataset name"), _datasets)
     run.add_argument(
-        "--k", default=None, help="budgets: counts (5,10) or ratios of F (0.25,0.5); default 0.25,0.5,0.75"
+        "--data-dir", default=DEFAULT_DATA_DIR, help="where `prepare` stored real data; $FMPBENCH_DATA sets the default"
+    )
+    run.add_argument(
+        "--k",
+        default=None,
+        help="budgets: counts (5,10) or ratios of the field count (0.25,0.5); default 0.25,0.5,0.75",
     )
     run.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1)")
-    run.add_argument("--backbone", default="mlp")
-    run.add_argument("--embed-dim", type=int, default=None)
-    run.add_argument("--epochs", type=int, default=None, help="maximum epochs (early stopping on validation AUC)")
-    run.add_argument("--batch-size", type=int, default=None)
-    run.add_argument("--lr", type=float, default=None)
-    run.add_argument("--device", default="cpu")
-    run.add_argument("--rows", type=int, default=None, help="rows of the built-in stand-in / synthetic data")
+    _lazy(
+        run.add_argument("--backbone", default="mlp", help="model retrained on the kept fields"),
+        _backbones,
+    )
+    _lazy(run.add_argument("--embed-dim", type=int, default=None, help="embedding dimension"), _embed_dim_default)
+    _lazy(
+        run.add_argument("--epochs", type=int, default=None, help="maximum epochs (early stopping on validation AUC)"),
+        _train_default("max_epochs"),
+    )
+    _lazy(
+        run.add_argument("--batch-size", type=int, default=None, help="training batch size"),
+        _train_default("batch_size"),
+    )
+    _lazy(
+        run.add_argument("--lr", type=float, default=None, help="learning rate of dense weights"), _train_default("lr")
+    )
+    run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    run.add_argument(
+        "--rows", type=int, default=None, help="rows of the built-in stand-in / synthetic data (default 50000)"
+    )
     run.add_argument("--results", default=DEFAULT_RESULTS_DIR, help="directory for run records")
     run.add_argument("--resume", action="store_true", help="skip runs whose record already exists")
     run.add_argument(
         "--jobs", type=int, default=1, help="tasks at a time: this process + jobs-1 workers, cores/jobs threads each"
     )
-    run.add_argument("--executor", default="local", help="'local' (default) or 'ray'")
+    _lazy(run.add_argument("--executor", default="local", help="where tasks run"), _executors)
     run.add_argument("--ray-address", default=None, help="address of a running Ray cluster (default: start one)")
     run.add_argument("--no-predictions", action="store_true", help="do not store test predictions")
 
-    prep = sub.add_parser("prepare", help="encode a raw dataset file into the cache used by `run`")
-    prep.add_argument("dataset")
+    prep = command("prepare", "encode a raw dataset file into the cache used by `run`")
+    _lazy(prep.add_argument("dataset", help="dataset name"), _real_datasets)
     prep.add_argument("--raw", required=True, action="append", help="raw file or directory (repeatable)")
-    prep.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
-    prep.add_argument("--min-count", type=int, default=None)
-    prep.add_argument("--split", choices=("random", "sequential"), default="random")
-    prep.add_argument("--split-seed", type=int, default=2024)
+    prep.add_argument(
+        "--data-dir",
+        default=DEFAULT_DATA_DIR,
+        help="cache directory that `run --data-dir` reads; $FMPBENCH_DATA sets the default",
+    )
+    _lazy(
+        prep.add_argument(
+            "--min-count",
+            type=int,
+            default=None,
+            help="values seen fewer times in the training split share the out-of-vocabulary id 0",
+        ),
+        _min_count_default,
+    )
+    prep.add_argument(
+        "--split",
+        choices=("random", "sequential"),
+        default="random",
+        help="random 8:1:1 (seeded) or sequential 7:2:1 in file order",
+    )
+    prep.add_argument("--split-seed", type=int, default=2024, help="seed of the random split")
     prep.add_argument("--skip-bad-rows", action="store_true", help="count and skip malformed rows instead of failing")
 
-    rep = sub.add_parser("report", help="regenerate tables and figures from stored run records (no training)")
-    rep.add_argument("--results", default=DEFAULT_STUDY_DIR, help="directory of run records")
+    rep = command("report", "regenerate tables and figures from stored run records (no training)")
+    rep.add_argument("--results", default=DEFAULT_STUDY_DIR, help="directory of run records (searched recursively)")
     rep.add_argument("--out", default="paper_figures", help="output directory for tables and figures")
     rep.add_argument("--no-figures", action="store_true", help="write only the tables (fast)")
 
-    study = sub.add_parser("study", help="run a documented multi-dataset grid from a TOML file (resumable)")
-    study.add_argument("config", nargs="?", default="configs/study.toml")
+    study = command("study", "run a documented multi-dataset grid from a TOML file (resumable)")
+    study.add_argument("config", nargs="?", default="configs/study.toml", help="study file (default: %(default)s)")
 
-    lst = sub.add_parser("list", help="list registered methods, datasets or backbones")
-    lst.add_argument("what", choices=("methods", "datasets", "backbones"))
+    lst = command("list", "list registered methods, datasets or backbones")
+    lst.add_argument("what", choices=("methods", "datasets", "backbones"), help="what to list")
     return parser
 
 
@@ -122,6 +214,8 @@ def _make_writable_dir(directory: Path) -> None:
 
 def _check_device(name: str) -> None:
     """A CUDA device that this machine lacks would fail every run of the grid; say so once instead."""
+    import torch
+
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -131,6 +225,9 @@ def _check_device(name: str) -> None:
 
 
 def _resolve_methods(text: str) -> list[str]:
+    from fmpbench.selectors import available_methods
+    from fmpbench.selectors.registry import plugin_methods
+
     known = available_methods()
     if text == "all":
         plugins = plugin_methods()
@@ -146,6 +243,12 @@ def _resolve_methods(text: str) -> list[str]:
 
 
 def command_run(args: argparse.Namespace) -> int:
+    from fmpbench.data import DATASETS, get_dataset
+    from fmpbench.grid import EXECUTORS, build_tasks, check_k_spec, resolve_ks, run_grid
+    from fmpbench.models import BACKBONES
+    from fmpbench.protocol import ExperimentConfig
+    from fmpbench.training import TrainConfig
+
     methods = _resolve_methods(args.methods)
     _check_choice("dataset", args.dataset, DATASETS)
     _check_choice("backbone", args.backbone, list(BACKBONES))
@@ -218,6 +321,8 @@ def command_run(args: argparse.Namespace) -> int:
 
 
 def _print_summary(records: list[dict]) -> None:
+    import pandas as pd
+
     ok = [r for r in records if r["status"] == "ok"]
     if not ok:
         return
@@ -242,7 +347,9 @@ def _print_summary(records: list[dict]) -> None:
 
 
 def command_prepare(args: argparse.Namespace) -> int:
-    _check_choice("dataset", args.dataset, [d for d in DATASETS if d != "synthetic"])
+    from fmpbench.data import REAL_DATASETS, prepare
+
+    _check_choice("dataset", args.dataset, REAL_DATASETS)
     options = {"split": args.split, "split_seed": args.split_seed, "skip_bad_rows": args.skip_bad_rows}
     if args.min_count is not None:
         options["min_count"] = args.min_count
@@ -258,6 +365,8 @@ def command_prepare(args: argparse.Namespace) -> int:
 
 
 def command_report(args: argparse.Namespace) -> int:
+    from fmpbench.report import generate_report
+
     results_dir = Path(args.results)
     if not results_dir.is_dir():
         raise UsageError(f"results directory '{results_dir}' does not exist")
@@ -272,6 +381,8 @@ def command_report(args: argparse.Namespace) -> int:
 
 
 def command_study(args: argparse.Namespace) -> int:
+    from fmpbench.study import load_study, run_study
+
     study = load_study(Path(args.config))
     _make_writable_dir(study.results)
     failed = run_study(study)
@@ -280,7 +391,11 @@ def command_study(args: argparse.Namespace) -> int:
 
 
 def command_list(args: argparse.Namespace) -> int:
+    from fmpbench.data import DATASETS
+
     if args.what == "methods":
+        from fmpbench.selectors import available_methods, get_selector_class
+
         for name in available_methods():
             doc = (get_selector_class(name).__doc__ or "").strip().split("\n\n")[0]
             summary = " ".join(doc.split())
@@ -288,12 +403,20 @@ def command_list(args: argparse.Namespace) -> int:
     elif args.what == "datasets":
         print("\n".join(DATASETS))
     else:
+        from fmpbench.models import BACKBONES
+
         print("\n".join(BACKBONES))
     return 0
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _library_errors(*names: str) -> tuple[type[Exception], ...]:
+    """The library's error classes among those already imported: one not imported was not raised."""
+    places = {"GridError": "fmpbench.grid", "StudyError": "fmpbench.study", "DataError": "fmpbench.data.errors"}
+    return tuple(getattr(sys.modules[places[n]], n) for n in names if places[n] in sys.modules)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,10 +431,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return commands[args.command](args)
-    except (UsageError, GridError, StudyError) as exc:
+    except (UsageError, *_library_errors("GridError", "StudyError")) as exc:
         print(f"fmpbench: error: {exc}", file=sys.stderr)
         return 2
-    except DataError as exc:
+    except _library_errors("DataError") as exc:
         print(f"fmpbench: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

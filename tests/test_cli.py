@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from fmpbench.cli import _resolve_methods, main
+from fmpbench.data import DATASETS
 from fmpbench.data.fixtures import amazon_lines, avazu_lines, criteo_lines, write_lines, write_movielens
 from fmpbench.data.readers import MovieLensReader
 from fmpbench.selectors import registry
@@ -36,7 +37,7 @@ def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
     [
         (["--methods", "bogus"], "unknown method 'bogus'; choose from: none, random, "),
         (["--methods", ","], "--methods is empty; choose from: all, none"),
-        (["--dataset", "bogus"], "unknown dataset 'bogus'; choose from: criteo, avazu, movielens, amazon, synthetic"),
+        (["--dataset", "bogus"], f"unknown dataset 'bogus'; choose from: {', '.join(DATASETS)}"),
         (["--backbone", "bogus"], "unknown backbone 'bogus'; choose from: mlp, deepfm, dcn, widedeep"),
         (["--executor", "spark"], "unknown executor 'spark'; choose from: local, ray"),
         (["--k", "0"], "impossible k=0: use a count ≥ 1 or a ratio in (0, 1)"),
