@@ -17,7 +17,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-DEFAULT_DATA_DIR = os.environ.get("FMPBENCH_DATA", ".fmpbench-data")
+DEFAULT_DATA_DIR_NAME = ".fmpbench-data"
+DEFAULT_DATA_DIR = os.environ.get("FMPBENCH_DATA", DEFAULT_DATA_DIR_NAME)
 DEFAULT_RESULTS_DIR = "results/runs"
 DEFAULT_STUDY_DIR = "results/study"
 
@@ -111,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = command("run", "search, select top-k, retrain and test every method × k × seed")
     run.add_argument("--methods", default="all", help="'all' (every registered method) or a comma-separated list")
     _lazy(run.add_argument("--dataset", default="avazu", help="dataset name"), _datasets)
-    run.add_argument(
-        "--data-dir", default=DEFAULT_DATA_DIR, help="where `prepare` stored real data; $FMPBENCH_DATA sets the default"
+    _lazy(
+        run.add_argument("--data-dir", default=None, help="where `prepare` stored real data; must exist when given"),
+        lambda: f"default: $FMPBENCH_DATA or {DEFAULT_DATA_DIR_NAME}; now {DEFAULT_DATA_DIR}",
     )
     run.add_argument(
         "--k",
@@ -244,6 +246,7 @@ def _resolve_methods(text: str) -> list[str]:
 
 def command_run(args: argparse.Namespace) -> int:
     from fmpbench.data import DATASETS, get_dataset
+    from fmpbench.data.cache import dataset_root
     from fmpbench.grid import EXECUTORS, build_tasks, check_k_spec, resolve_ks, run_grid
     from fmpbench.models import BACKBONES
     from fmpbench.protocol import ExperimentConfig
@@ -271,16 +274,26 @@ def command_run(args: argparse.Namespace) -> int:
     ks_spec = _parse_numbers(args.k) if args.k else None
     if ks_spec:
         check_k_spec(ks_spec)
+    if args.data_dir is not None and args.dataset != "synthetic" and not Path(args.data_dir).expanduser().is_dir():
+        raise UsageError(f"--data-dir '{args.data_dir}' does not exist (prepared data lives where `prepare` put it)")
+    data_dir = args.data_dir or DEFAULT_DATA_DIR
     results_dir = Path(args.results)
     _check_can_create(results_dir)
     overrides = {"max_epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device}
     train_config = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
-    data = get_dataset(args.dataset, args.data_dir, n_rows=args.rows, mmap=True)
+    data = get_dataset(args.dataset, data_dir, n_rows=args.rows, mmap=True)
     ks = resolve_ks(ks_spec, data.num_fields)
     _make_writable_dir(results_dir)  # only now: a usage error above leaves no trace on disk
+    if data.data_source == "real" and args.rows is not None:
+        print(
+            f"fmpbench: warning: --rows {args.rows} is ignored: '{args.dataset}' is the prepared real data in "
+            f"'{data_dir}' ({len(data.train):,} training rows); --rows sizes only stand-in and synthetic data",
+            file=sys.stderr,
+        )
     if data.data_source.startswith("standin"):
         print(
-            f"*** NOTE: no prepared '{args.dataset}' data in '{args.data_dir}': using the built-in SYNTHETIC "
+            f"*** NOTE: no prepared '{args.dataset}' data in '{dataset_root(data_dir, args.dataset)}': using the "
+            f"built-in SYNTHETIC "
             f"STAND-IN ({data.data_source}, {len(data.train)} training rows). Results are not real-data "
             f"results. Run `python -m fmpbench prepare {args.dataset} --raw FILE` for real data. ***",
             file=sys.stderr,
@@ -288,7 +301,7 @@ def command_run(args: argparse.Namespace) -> int:
     backbone_params = {"embed_dim": args.embed_dim} if args.embed_dim else {}
     config = ExperimentConfig(
         dataset=args.dataset,
-        data_dir=args.data_dir,
+        data_dir=data_dir,
         n_rows=args.rows,
         backbone=args.backbone,
         backbone_params=backbone_params,
@@ -310,6 +323,7 @@ def command_run(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         executor=args.executor,
         ray_address=args.ray_address,
+        stream=sys.stderr,  # the stream of now, not the one of the grid module's import
     )
     _print_summary(outcome.records)
     print(
@@ -364,12 +378,30 @@ def command_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _records_dir(results_dir: Path) -> Path:
+    """The folder of run records under ``results_dir``: itself, or its only subfolder that holds records.
+
+    A report of a folder whose records sit one level down (``results/`` instead of ``results/study``)
+    would otherwise be empty tables and exit 0.
+    """
+    if not results_dir.is_dir():
+        raise UsageError(f"results directory '{results_dir}' does not exist")
+    if any(results_dir.glob("*.json")):
+        return results_dir
+    below = sorted({path.parent for path in results_dir.rglob("*.json")})
+    if not below:
+        raise UsageError(f"no run records (*.json) in '{results_dir}' or its subfolders: nothing to report")
+    if len(below) > 1:
+        folders = ", ".join(str(folder) for folder in below)
+        raise UsageError(f"no run records in '{results_dir}' itself; choose one folder as --results: {folders}")
+    print(f"fmpbench: no run records in '{results_dir}' itself; reporting those in '{below[0]}'", file=sys.stderr)
+    return below[0]
+
+
 def command_report(args: argparse.Namespace) -> int:
     from fmpbench.report import generate_report
 
-    results_dir = Path(args.results)
-    if not results_dir.is_dir():
-        raise UsageError(f"results directory '{results_dir}' does not exist")
+    results_dir = _records_dir(Path(args.results))
     summary = generate_report(results_dir, Path(args.out), figures=not args.no_figures)
     print(
         f"{summary.n_records} records ({summary.n_ok} ok, {summary.n_failed} failed, {summary.n_missing} missing, "
@@ -385,7 +417,7 @@ def command_study(args: argparse.Namespace) -> int:
 
     study = load_study(Path(args.config))
     _make_writable_dir(study.results)
-    failed = run_study(study)
+    failed = run_study(study, stream=sys.stderr)
     print(f"study finished: {failed} failed runs; records in {study.results}", file=sys.stderr)
     return 1 if failed else 0
 

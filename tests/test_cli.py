@@ -252,3 +252,48 @@ def test_methods_all_names_the_installed_plugins_it_includes(monkeypatch, capsys
     assert capsys.readouterr().err == "fmpbench: --methods all includes installed plug-ins: rategain\n"
     assert _resolve_methods("none,rategain") == ["none", "rategain"]
     assert capsys.readouterr().err == ""
+
+
+# ---------------------------------------------------------------- silent no-ops made loud
+
+
+def test_report_finds_records_one_folder_down_and_refuses_an_empty_tree(tmp_path, capsys):
+    results = tmp_path / "results"
+    assert main([*TINY_RUN, "--results", str(results / "mine"), "--no-predictions"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "out"
+    assert main(["report", "--results", str(results), "--out", str(out), "--no-figures"]) == 0
+    captured = capsys.readouterr()
+    assert f"reporting those in '{results / 'mine'}'" in captured.err
+    assert captured.out.startswith("2 records (2 ok,")
+
+    (results / "other").mkdir()
+    (results / "other" / "x.json").write_text((next((results / "mine").glob("*.json"))).read_text())
+    assert main(["report", "--results", str(results), "--out", str(out)]) == 2
+    assert "choose one folder as --results" in _error_line(capsys)
+
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    assert main(["report", "--results", str(tmp_path / "empty"), "--out", str(tmp_path / "out2")]) == 2
+    assert "no run records (*.json) in" in _error_line(capsys)
+    assert not (tmp_path / "out2").exists()
+
+
+def test_rows_with_real_data_and_a_missing_data_dir_are_not_silent(tmp_path, capsys):
+    data_dir = tmp_path / "dd"
+    assert _prepare("criteo", write_lines(tmp_path / "train.txt", criteo_lines(300, seed=3)), data_dir) == 0
+    capsys.readouterr()
+    argv = ["run", "--dataset", "criteo", "--methods", "none", "--epochs", "1", "--embed-dim", "4", "--no-predictions"]
+    assert main([*argv, "--data-dir", str(data_dir), "--rows", "100", "--results", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert (
+        f"warning: --rows 100 is ignored: 'criteo' is the prepared real data in '{data_dir}' (240 training rows)" in err
+    )
+
+    assert main([*argv, "--data-dir", str(tmp_path / "typo"), "--results", str(tmp_path / "r2")]) == 2
+    assert f"--data-dir '{tmp_path / 'typo'}' does not exist" in _error_line(capsys)
+    assert not (tmp_path / "r2").exists()
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([*argv, "--data-dir", str(empty), "--rows", "500", "--results", str(tmp_path / "r3")]) == 0
+    assert f"no prepared 'criteo' data in '{empty / 'criteo'}'" in capsys.readouterr().err
