@@ -1,8 +1,24 @@
 """The benchmark protocol for one (method, seed): search once → for each k, top-k → retrain → test.
 
-Each result row becomes one record. A search is reused across every k of its seed. A failure in the
-search fails that task's rows; a failure in one retrain fails only that row; either way the records
-say why, and the grid goes on. The test split is touched exactly once per row, after training.
+Each result row becomes one record. A search is reused across every k of its seed (a method may search
+per budget through ``Selector.support``). A failure in the search fails that task's rows; a failure in
+one retrain fails only that row; either way the records say why, and the grid goes on. The test split
+is touched exactly once per row, after training.
+
+Row kinds (``Row.kind``) at budget k, on the k fields the method chose:
+
+* ``retrain`` — a fresh backbone trained to early stopping (every method);
+* ``native`` — the method's own pipeline (Light-FMP's pruned network, continued training);
+* ``small`` and ``magnitude`` — the matched-budget model-pruning baselines of the methods in
+  ``ExperimentConfig.matched_baselines``: the architecture with every hidden layer cut to
+  round(keep_ratio·width) units trained from scratch, and structured magnitude pruning of a
+  full-width model trained on the k fields (smallest-norm units removed to the same widths, then
+  fine-tuned). Both have the native pipeline's sizes, so "smaller and as accurate" is compared at
+  equal parameters.
+
+A run's identity (its id) is what determines its result: the data fingerprint, the row, the method
+with *all* its parameters (defaults included, so a changed default is a new run), k, seed, backbone
+and training settings — not where it ran (the device is left out; see ``identity_train_config``).
 """
 
 from __future__ import annotations
@@ -11,7 +27,7 @@ import datetime as dt
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +42,7 @@ from fmpbench.measures import (
     peak_memory_mb,
 )
 from fmpbench.models import CTRModel
+from fmpbench.models.pruning import kept_count, magnitude_prune
 from fmpbench.results import (
     RECORD_SCHEMA,
     code_version,
@@ -35,7 +52,7 @@ from fmpbench.results import (
     write_record,
 )
 from fmpbench.selectors import SearchContext, Selector, get_selector_class
-from fmpbench.training import SplitTensors, TrainConfig, TrainingDiverged, evaluate
+from fmpbench.training import SplitTensors, TrainConfig, TrainingDiverged, TrainResult, evaluate
 
 LATENCY_BATCH = 1000
 
@@ -52,6 +69,10 @@ class ExperimentConfig:
     train_config: TrainConfig = field(default_factory=TrainConfig)
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     save_predictions: bool = True
+    #: methods whose k-field choice also gets the ``small`` and ``magnitude`` rows
+    matched_baselines: tuple[str, ...] = ()
+    #: hidden-layer keep ratio of those rows when the method has no ``keep_ratio`` of its own
+    baseline_keep_ratio: float = 0.5
 
     def context(self, seed: int) -> SearchContext:
         return SearchContext(seed, self.backbone, dict(self.backbone_params), self.train_config)
@@ -66,27 +87,53 @@ class Task:
     ks: tuple[int, ...]
 
 
+ROW_KINDS = ("retrain", "native", "small", "magnitude")
+
+
 @dataclass(frozen=True)
 class Row:
-    """One result row of a task: its reported name, budget and run id."""
+    """One result row of a task: its reported name, kind (``ROW_KINDS``), budget and run id."""
 
     name: str
     k: int
-    native: bool
+    kind: str
     run_id: str
+
+    @property
+    def native(self) -> bool:
+        return self.kind == "native"
+
+
+def identity_train_config(config: TrainConfig) -> dict[str, Any]:
+    """The training settings that decide a result: all but the device, so CPU and GPU runs of one
+    grid resume and report as the same runs (their numbers agree within floating-point noise)."""
+    return {key: value for key, value in config.to_dict().items() if key != "device"}
+
+
+def resolved_params(method: str, config: ExperimentConfig) -> dict[str, Any]:
+    """Every hyper-parameter of ``method`` in this grid: its defaults updated by ``config.method_params``."""
+    return get_selector_class(method)(**config.method_params.get(method, {})).get_params()
+
+
+def baseline_keep_ratio(params: dict[str, Any], config: ExperimentConfig) -> float:
+    """Hidden keep ratio of the matched-budget rows: the method's own ``keep_ratio`` when it has one."""
+    return float(params.get("keep_ratio", config.baseline_keep_ratio))
 
 
 def task_rows(task: Task, config: ExperimentConfig, data: PreparedData) -> list[Row]:
-    """The rows a task produces; ``none`` yields one row at k = F, native pipelines an extra row per k."""
+    """The rows a task produces: ``none`` one row at k = F; per k a retrain, plus a native row for methods
+    with their own pipeline and the two matched-budget rows for ``config.matched_baselines``."""
     cls = get_selector_class(task.method)
-    params = config.method_params.get(task.method, {})
+    params = resolved_params(task.method, config)
     ks = (data.num_fields,) if cls.keeps_all_fields else task.ks
+    variants = [(cls.retrain_name or cls.name, "retrain")]
+    if cls.native_name:
+        variants.append((cls.native_name, "native"))
+    if task.method in config.matched_baselines and not cls.keeps_all_fields:
+        variants += [(f"{cls.name}+small", "small"), (f"{cls.name}+magnitude", "magnitude")]
     rows: list[Row] = []
     for k in ks:
-        variants = [(cls.retrain_name or cls.name, False)]
-        if cls.native_name:
-            variants.append((cls.native_name, True))
-        for name, native in variants:
+        for name, kind in variants:
             identity = {
                 "schema": RECORD_SCHEMA,
                 "row": name,
@@ -98,9 +145,11 @@ def task_rows(task: Task, config: ExperimentConfig, data: PreparedData) -> list[
                 "seed": task.seed,
                 "backbone": config.backbone,
                 "backbone_params": config.backbone_params,
-                "train_config": config.train_config.to_dict(),
+                "train_config": identity_train_config(config.train_config),
             }
-            rows.append(Row(name, k, native, stable_hash(identity)))
+            if kind in ("small", "magnitude"):
+                identity["keep_ratio"] = baseline_keep_ratio(params, config)
+            rows.append(Row(name, k, kind, stable_hash(identity)))
     return rows
 
 
@@ -111,9 +160,12 @@ def _base_record(row: Row, task: Task, config: ExperimentConfig, data: PreparedD
         "method": row.name,
         "selector": task.method,
         "native_pipeline": row.native,
+        "pipeline": row.kind,
         "dataset": config.dataset,
         "data_source": data.data_source,
         "data_fingerprint": data.fingerprint,
+        "data_family": data.family,
+        "split_seed": data.split_seed,
         "data_info": {k: v for k, v in data.info.items() if isinstance(v, (int, float, str, bool, list, dict))},
         "num_fields": data.num_fields,
         "field_names": list(data.field_names),
@@ -206,12 +258,12 @@ def iter_task_outputs(
         record = _base_record(row, task, config, data)
         record.update(shared)
         try:
-            record.update(_train_and_test(selector, row, data, context))
+            record.update(_train_and_test(selector, row, data, context, config))
         except Exception as exc:  # noqa: BLE001 - one failed row must not stop the others
             yield _failure(record, exc), None
             continue
         predictions = record.pop("_predictions")
-        record["total_seconds"] = search_seconds + record["retrain_seconds"]
+        record["total_seconds"] = search_seconds + record["selection_seconds"] + record["retrain_seconds"]
         record["peak_memory_mb"] = peak_memory_mb(context.device)
         record["status"] = "ok"
         yield record, predictions if config.save_predictions else None
@@ -238,17 +290,58 @@ def run_task(
     return records
 
 
-def _train_and_test(selector: Selector, row: Row, data: PreparedData, context: SearchContext) -> dict[str, Any]:
-    if row.native:
+def _fit_model(model: CTRModel, data: PreparedData, fields: np.ndarray, context: SearchContext) -> TrainResult:
+    train, valid = context.tensors(data, fields)
+    return context.trainer().fit(model, train, valid)
+
+
+def _train_baseline(
+    kind: str, fields: np.ndarray, data: PreparedData, context: SearchContext, keep_ratio: float
+) -> tuple[CTRModel, float, int, float, dict[str, Any]]:
+    """A matched-budget row: ``small`` (cut widths, from scratch) or ``magnitude`` (train, prune, fine-tune)."""
+    label_rate = float(np.mean(data.train.y))
+    dims = [data.field_dims[f] for f in fields]
+    full = context.make_model(dims, label_rate=label_rate)
+    widths = [kept_count(keep_ratio, width) for width in full.hidden]
+    if kind == "small":
+        small_context = replace(context, backbone_params={**context.backbone_params, "hidden": tuple(widths)})
+        model = small_context.make_model(dims, label_rate=label_rate)
+        result = _fit_model(model, data, fields, context)
+        return model, result.seconds, result.epochs, result.best_valid_auc, {"hidden_kept": widths}
+    first = _fit_model(full, data, fields, context)
+    model, plan = magnitude_prune(full, keep_ratio)
+    valid = SplitTensors(data.valid, context.device, fields)
+    valid_auc_pruned = evaluate(model, valid, context.train_config.eval_batch_size)[0]
+    tuned = _fit_model(model, data, fields, context)
+    extra = {
+        "hidden_kept": plan.hidden,
+        "hidden_full": list(full.hidden),
+        "full_width_valid_auc": first.best_valid_auc,
+        "valid_auc_after_pruning": valid_auc_pruned,
+        "full_width_epochs": first.epochs,
+        "fine_tune_epochs": tuned.epochs,
+    }
+    return model, first.seconds + tuned.seconds, first.epochs + tuned.epochs, tuned.best_valid_auc, extra
+
+
+def _train_and_test(
+    selector: Selector, row: Row, data: PreparedData, context: SearchContext, config: ExperimentConfig
+) -> dict[str, Any]:
+    start = time.perf_counter()
+    fields = np.asarray(selector.support(row.k, data, context))
+    selection = selector.selection_info(row.k, data, context)
+    selection_seconds = time.perf_counter() - start
+    if row.kind == "native":
         outcome = selector.fit_native(row.k, data, context)
         model, fields = outcome.model, np.asarray(outcome.fields)
         retrain_seconds, epochs, valid_auc, extra = outcome.train_seconds, outcome.epochs, None, outcome.extra
+    elif row.kind in ("small", "magnitude"):
+        keep_ratio = baseline_keep_ratio(selector.get_params(), config)
+        model, retrain_seconds, epochs, valid_auc, extra = _train_baseline(row.kind, fields, data, context, keep_ratio)
     else:
-        fields = selector.get_support(row.k)
         label_rate = float(np.mean(data.train.y))
         model = context.make_model([data.field_dims[f] for f in fields], label_rate=label_rate)
-        train, valid = context.tensors(data, fields)
-        result = context.trainer().fit(model, train, valid)
+        result = _fit_model(model, data, fields, context)
         retrain_seconds, epochs, valid_auc, extra = result.seconds, result.epochs, result.best_valid_auc, {}
     test = SplitTensors(data.test, context.device, fields)
     test_auc, test_logloss, probs = evaluate(model, test, context.train_config.eval_batch_size)
@@ -260,6 +353,8 @@ def _train_and_test(selector: Selector, row: Row, data: PreparedData, context: S
         "test_logloss": test_logloss,
         "valid_auc": valid_auc,
         "retrain_seconds": retrain_seconds,
+        "selection_seconds": selection_seconds,
+        "selection": selection,
         "epochs": epochs,
         "seconds_per_epoch": retrain_seconds / max(epochs, 1),
         "native_info": extra,

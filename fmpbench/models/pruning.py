@@ -16,6 +16,7 @@ statistics) are sliced unit by unit, which keeps evaluation-mode BN exact.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -282,3 +283,38 @@ def _copy_batch_norm(src: nn.BatchNorm1d, dst: nn.BatchNorm1d, units: np.ndarray
         getattr(dst, name).copy_(getattr(src, name)[u])
     dst.num_batches_tracked.copy_(src.num_batches_tracked)
     dst.eps, dst.momentum = src.eps, src.momentum
+
+
+#: log α at which a hard-concrete gate's deterministic value is exactly 1 (σ(3)·1.2 − 0.1 > 1, clamped)
+OPEN_LOG_ALPHA = 3.0
+
+
+def magnitude_plan(model: CTRModel, keep_ratio: float) -> PrunePlan:
+    """Structured magnitude pruning of a plain backbone's MLP tower, layer by layer.
+
+    In each hidden layer keep the round(keep_ratio·width) units whose incoming weights — restricted
+    to the inputs that survive, i.e. the units kept in the layer before — have the largest L2 norm
+    (ties to the lower index). Fields and embedding dimensions are all kept.
+    """
+    units = []
+    cols: np.ndarray | None = None
+    for layer in tower_layers(model.mlp):
+        weight = layer.linear.weight.detach()
+        if cols is not None:
+            weight = weight[:, _index(cols, weight)]
+        kept = top_indices(weight.norm(dim=1), kept_count(keep_ratio, layer.linear.out_features))
+        units.append(kept)
+        cols = kept
+    return PrunePlan(np.arange(model.num_fields), tuple(units), np.arange(model.embed_dim))
+
+
+def magnitude_prune(model: CTRModel, keep_ratio: float) -> tuple[CTRModel, PrunePlan]:
+    """The plain backbone with :func:`magnitude_plan`'s units only, weights copied unchanged.
+
+    Implemented as :func:`prune` of a copy gated with every gate exactly open, so the surviving units
+    compute what they computed in ``model`` (in evaluation mode, given the same inputs from the layer
+    before). ``model`` is left unchanged.
+    """
+    plan = magnitude_plan(model, keep_ratio)
+    gated = add_gates(copy.deepcopy(model), hidden=True, init_log_alpha=OPEN_LOG_ALPHA)
+    return prune(gated, plan), plan

@@ -28,6 +28,11 @@ class TrainHooks:
         """A term added to the training loss at this step (e.g. a sparsity Lagrangian)."""
         return None
 
+    def lr_factor(self, epoch: int) -> float:
+        """Multiplier of every optimiser's learning rate during ``epoch`` (1-based), e.g. a reduced
+        rate while continued training settles on weights that are already trained."""
+        return 1.0
+
     def after_step(self, model: nn.Module, step: int) -> None:
         """Called after each optimiser step (schedules, proximal updates, dual ascent)."""
 

@@ -188,6 +188,7 @@ def evaluate(model: nn.Module, split: SplitTensors, batch_size: int = 65536) -> 
 class Trainer:
     """Trains a model to early stopping on validation AUC and restores the best weights.
 
+    Each epoch runs at the configured learning rates times ``hooks.lr_factor(epoch)``.
     Per training step: forward, BCE (+ ``hooks.extra_loss``), backward, optimiser steps,
     ``hooks.after_step``; every ``hooks.validation_every`` steps ``hooks.validation_step`` gets the
     next validation batch. Non-finite loss raises :class:`TrainingDiverged`.
@@ -212,6 +213,7 @@ class Trainer:
         max_epochs = config.max_epochs if max_epochs is None else max_epochs
         model.to(self.device).train()
         optimizers = make_optimizers(model, config, hooks)
+        base_lrs = [[group["lr"] for group in opt.param_groups] for opt in optimizers]
         generator = torch.Generator().manual_seed(self.seed)
         loss_fn = nn.BCEWithLogitsLoss()
         valid_stream = self._valid_stream(valid, generator) if hooks.validation_every else None
@@ -221,6 +223,10 @@ class Trainer:
         _sync(self.device)
         start = time.perf_counter()
         for epoch in range(1, max_epochs + 1):
+            factor = hooks.lr_factor(epoch)
+            for opt, lrs in zip(optimizers, base_lrs):
+                for group, lr in zip(opt.param_groups, lrs):
+                    group["lr"] = lr * factor
             for x, y in train.shuffled_batches(config.batch_size, generator):
                 loss = loss_fn(model(x), y)
                 extra = hooks.extra_loss(model, step)
