@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
-from fmpbench.data import get_dataset
+from fmpbench.data import DataError
 from fmpbench.data.prepared import PreparedData
+from fmpbench.data.refs import DataRef, load_ref, ref_of
 from fmpbench.protocol import ExperimentConfig, Predictions, Task, iter_task_outputs, run_task, task_rows
 from fmpbench.results import finished_run_ids, write_record
 from fmpbench.selectors import get_selector_class
@@ -103,31 +104,42 @@ def _progress_printer(total: int, already: int, stream: Any) -> Callable[[dict[s
     return report
 
 
-def _load_data(config: ExperimentConfig) -> PreparedData:
-    """The grid's data as a worker sees it: memory-mapped from the cache, or regenerated (stand-ins)."""
-    return get_dataset(config.dataset, config.data_dir, n_rows=config.n_rows, mmap=True)
-
-
 def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
 def _worker_run(
-    task: Task, config: ExperimentConfig, skip: frozenset[str], data: PreparedData | None = None
+    task: Task, config: ExperimentConfig, skip: frozenset[str], data: PreparedData | DataRef
 ) -> list[tuple[dict[str, Any], Predictions]]:
-    """Run one task in a worker and hand its outputs back to the process that writes records."""
-    data = data if data is not None else _cached_data(config)
+    """Run one task in a worker and hand its outputs back to the process that writes records.
+
+    A worker gets a :class:`DataRef` and loads exactly that data (memory-mapped, or regenerated),
+    once per worker and fingerprint.
+    """
+    if isinstance(data, DataRef):
+        data = _cached_data(data)
     return list(iter_task_outputs(task, config, data, skip))
 
 
 _WORKER_DATA: dict[str, PreparedData] = {}
 
 
-def _cached_data(config: ExperimentConfig) -> PreparedData:
-    key = f"{config.dataset}|{config.data_dir}|{config.n_rows}"
-    if key not in _WORKER_DATA:
-        _WORKER_DATA[key] = _load_data(config)
-    return _WORKER_DATA[key]
+def _cached_data(ref: DataRef) -> PreparedData:
+    if ref.fingerprint not in _WORKER_DATA:
+        _WORKER_DATA[ref.fingerprint] = load_ref(ref)
+    return _WORKER_DATA[ref.fingerprint]
+
+
+SeedData = PreparedData | Mapping[int, PreparedData]
+
+
+def data_for(data: SeedData, seed: int) -> PreparedData:
+    """The data of ``seed``'s tasks: one dataset for every seed, or each seed's own split."""
+    if isinstance(data, PreparedData):
+        return data
+    if seed not in data:
+        raise GridError(f"no data for seed {seed}")
+    return data[seed]
 
 
 def threads_per_worker(jobs: int) -> int:
@@ -138,7 +150,7 @@ def threads_per_worker(jobs: int) -> int:
 def run_grid(
     tasks: Sequence[Task],
     config: ExperimentConfig,
-    data: PreparedData,
+    data: SeedData,
     results_dir: Path,
     *,
     resume: bool = False,
@@ -148,6 +160,9 @@ def run_grid(
     stream: Any = sys.stderr,
 ) -> GridOutcome:
     """Run every task, skipping finished runs when ``resume`` is set.
+
+    ``data`` is the dataset of every task, or a mapping from each seed to its own data (a study whose
+    seeds draw their own splits, :func:`fmpbench.data.refs.with_split_seed`).
 
     ``jobs == 1`` with the local executor runs in this process. ``jobs > 1`` runs that many tasks at a
     time — this process and ``jobs - 1`` worker processes — each with its share of the cores.
@@ -159,12 +174,18 @@ def run_grid(
         raise GridError(f"--jobs must be at least 1, got {jobs}")
     if executor not in EXECUTORS:
         raise GridError(f"unknown executor '{executor}'; choose from: {', '.join(EXECUTORS)}")
+    for seed in sorted({t.seed for t in tasks}):
+        try:
+            data_for(data, seed).check_trainable()
+        except DataError as exc:
+            raise GridError(str(exc)) from None
     start = time.perf_counter()
     finished = frozenset(finished_run_ids(results_dir)) if resume else frozenset()
-    all_rows = [row for task in tasks for row in task_rows(task, config, data)]
+    rows_of = {t: task_rows(t, config, data_for(data, t.seed)) for t in tasks}
+    all_rows = [row for task in tasks for row in rows_of[task]]
     skipped = sum(row.run_id in finished for row in all_rows)
     report = _progress_printer(len(all_rows), skipped, stream)
-    pending = [t for t in tasks if any(r.run_id not in finished for r in task_rows(t, config, data))]
+    pending = [t for t in tasks if any(r.run_id not in finished for r in rows_of[t])]
     records: list[dict[str, Any]] = []
 
     def write(outputs: list[tuple[dict[str, Any], Predictions]]) -> None:
@@ -177,7 +198,7 @@ def run_grid(
         _run_ray(pending, config, data, finished, jobs, ray_address, write)
     elif jobs == 1:
         for task in pending:
-            records += run_task(task, config, data, results_dir, finished, report)
+            records += run_task(task, config, data_for(data, task.seed), results_dir, finished, report)
     else:
         _LocalPool(pending, config, finished, jobs, write).run(data)
     return GridOutcome(records, skipped, len(all_rows), time.perf_counter() - start)
@@ -206,7 +227,8 @@ class _LocalPool:
             self.workers, mp_context=context, initializer=_init_worker, initargs=(self.threads,)
         )
 
-    def run(self, data: PreparedData) -> None:
+    def run(self, data: SeedData) -> None:
+        self.refs = {t.seed: ref_of(data_for(data, t.seed), self.config.data_dir) for t in self.queue}
         first = self._start_workers()
         feeder = threading.Thread(target=self._feed_workers, args=(first,), name="fmpbench-feeder", daemon=True)
         feeder.start()
@@ -214,7 +236,7 @@ class _LocalPool:
         torch.set_num_threads(self.threads)
         try:
             while (task := self._take()) is not None:
-                self._deliver(_worker_run(task, self.config, self.finished, data))
+                self._deliver(_worker_run(task, self.config, self.finished, data_for(data, task.seed)))
             feeder.join()
             if self.error is not None:
                 raise self.error
@@ -251,7 +273,7 @@ class _LocalPool:
     def _fill(self, in_flight: set[Future]) -> set[Future]:
         """Give every idle worker one task (none are queued ahead, so this process can still take them)."""
         while len(in_flight) < self.workers and (task := self._take()) is not None:
-            in_flight.add(self.pool.submit(_worker_run, task, self.config, self.finished))
+            in_flight.add(self.pool.submit(_worker_run, task, self.config, self.finished, self.refs[task.seed]))
         return in_flight
 
     def _feed_workers(self, in_flight: set[Future]) -> None:
@@ -281,7 +303,7 @@ class _LocalPool:
 def _run_ray(
     tasks: Sequence[Task],
     config: ExperimentConfig,
-    data: PreparedData,
+    data: SeedData,
     finished: frozenset[str],
     jobs: int,
     address: str | None,
@@ -299,10 +321,10 @@ def _run_ray(
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     try:
         # the data goes into Ray's object store once; every worker on every node reads it from there
-        data_ref = ray.put(data)
+        refs = {seed: ray.put(data_for(data, seed)) for seed in {task.seed for task in tasks}}
         threads = threads_per_worker(jobs) if not address else 1
         remote = ray.remote(num_cpus=threads)(_ray_task)
-        pending = [remote.remote(task, config, finished, data_ref, threads) for task in tasks]
+        pending = [remote.remote(task, config, finished, refs[task.seed], threads) for task in tasks]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             write(ray.get(done[0]))

@@ -51,13 +51,13 @@ __all__ = [
 
 log = logging.getLogger("fmpbench.data")
 
-DATASETS: tuple[str, ...] = ("criteo", "avazu", "movielens", "amazon", "synthetic")
-REAL_DATASETS: tuple[str, ...] = ("criteo", "avazu", "movielens", "amazon")
+DATASETS: tuple[str, ...] = ("criteo", "avazu", "movielens", "movielens100k", "amazon", "synthetic")
+REAL_DATASETS: tuple[str, ...] = ("criteo", "avazu", "movielens", "movielens100k", "amazon")
 
 # Values seen fewer times than this in train map to OOV (0). Criteo follows BARS' criteo_x4 (10);
 # the others keep every value seen at least twice (BARS' avazu_x4 uses 2), so a singleton, which
 # would get an embedding trained on one row, shares the OOV embedding instead.
-DEFAULT_MIN_COUNT: dict[str, int] = {"criteo": 10, "avazu": 2, "movielens": 2, "amazon": 2}
+DEFAULT_MIN_COUNT: dict[str, int] = {"criteo": 10, "avazu": 2, "movielens": 2, "movielens100k": 2, "amazon": 2}
 
 PREP_FORMAT_VERSION = 1
 _RAW_SUMS = "raw_checksums.json"

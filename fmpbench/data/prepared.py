@@ -7,10 +7,14 @@ contiguously so that the trainer builds batches by slicing or gathering whole in
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from fmpbench.data.errors import DataError
 
 OOV_ID = 0
 
@@ -69,6 +73,42 @@ class PreparedData:
     @property
     def num_fields(self) -> int:
         return len(self.field_names)
+
+    def check_trainable(self) -> None:
+        """Refuse data no run can use, before any training: an empty split, or a split with one class.
+
+        Training stops early on validation AUC and every record reports test AUC; neither exists
+        without both classes, and an empty split divides by zero. Without this check such data gave
+        records marked ``ok`` with a NaN AUC, or library errors from scikit-learn.
+        """
+        for split_name, split in (("train", self.train), ("valid", self.valid), ("test", self.test)):
+            n = len(split)
+            if n == 0:
+                raise DataError(f"dataset {self.name}: the {split_name} split is empty (0 rows); nothing can be trained")
+            positives = int(np.count_nonzero(np.asarray(split.y) > 0.5))
+            if positives in (0, n):
+                raise DataError(
+                    f"dataset {self.name}: the {split_name} split has a single class (all {n} labels are "
+                    f"{int(positives == n)}); training and AUC need both clicks and non-clicks"
+                )
+
+    @property
+    def split_seed(self) -> int | None:
+        """The seed of the random split (None for data prepared before it was recorded)."""
+        value = (self.info.get("params") or {}).get("split_seed", self.info.get("split_seed"))
+        return None if value is None else int(value)
+
+    @property
+    def family(self) -> str:
+        """A fingerprint of the data *up to its split*: the same raw files (or generator) and every
+        preparation parameter except the split seed. A study whose seeds each draw their own split
+        compares those runs as one dataset; anything else that differs is a different dataset."""
+        params = {k: v for k, v in (self.info.get("params") or {}).items() if k != "split_seed"}
+        raw = {role: r.get("sha256") for role, r in (self.info.get("raw") or {}).items() if isinstance(r, dict)}
+        if not params and not raw:
+            return self.fingerprint
+        key = {"name": self.name, "source": self.data_source, "raw": raw, "params": params}
+        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     @property
     def user_field(self) -> int | None:

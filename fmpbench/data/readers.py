@@ -1040,6 +1040,10 @@ def make_reader(name: str, raw: str | Path | list, *, skip_bad_rows: bool = Fals
         )
     if name == "movielens":
         return MovieLensReader(_single(raw, name), skip_bad_rows)
+    if name == "movielens100k":
+        from fmpbench.data.movielens100k import MovieLens100KReader  # imports this module
+
+        return MovieLens100KReader(_single(raw, name), skip_bad_rows)
     if name == "amazon":
         share = kw.get("style_min_share", 0.05)
         assert isinstance(share, float | int)

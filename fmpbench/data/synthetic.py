@@ -190,6 +190,7 @@ STANDIN_LABEL_RATES: dict[str, float] = {
     "criteo": 0.25,
     "avazu": 0.17,
     "movielens": 0.57,
+    "movielens100k": 0.55,
     "amazon": 0.80,
 }
 
@@ -197,6 +198,7 @@ _STANDIN_SCHEMAS = {
     "criteo": _criteo_schema,
     "avazu": _avazu_schema,
     "movielens": _movielens_schema,
+    "movielens100k": _movielens_schema,  # the same fields as ML-1M (fmpbench.data.movielens100k)
     "amazon": _amazon_schema,
 }
 
@@ -416,3 +418,14 @@ def make_standin(
         weak_scale=0.3,
         interaction_scale=1.0,
     )
+
+
+def regenerate(params: dict) -> PreparedData:
+    """The generated dataset described by ``info["params"]`` of one (synthetic or stand-in), e.g. in a
+    worker process, or with another ``split_seed``; the same parameters give the same fingerprint."""
+    kwargs = {k: params[k] for k in ("n_rows", "seed", "label_rate", "min_count", "split", "split_seed")}
+    kwargs |= {k: params[k] for k in ("strong_scale", "weak_scale", "interaction_scale")}
+    if params.get("version") != GENERATOR_VERSION:
+        raise ValueError(f"generator version {params.get('version')} is not this one ({GENERATOR_VERSION})")
+    specs = _SYNTHETIC_FIELDS if params["data_source"] == "synthetic" else standin_schema(params["name"])
+    return _generate(name=params["name"], data_source=params["data_source"], specs=specs, **kwargs)
