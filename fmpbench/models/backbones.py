@@ -61,8 +61,16 @@ class CTRModel(nn.Module):
         return None if self.field_gate is None else self.field_gate(emb)
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Gated field embeddings ``[B, F, d]`` and the gate weights that were applied."""
+        """Gated field embeddings ``[B, F, d]`` and the field weights that were applied.
+
+        A gate that needs the ids or does more than scale a field (OptFS's per-value gates,
+        ShuffleGate's mixing with other rows) defines ``gate_embeddings(x, emb)``, returning the
+        gated embeddings and the weights ``[B, F]`` that first-order terms are scaled by.
+        """
         emb = self.embedding(x)
+        gate_embeddings = getattr(self.field_gate, "gate_embeddings", None)
+        if gate_embeddings is not None:
+            return gate_embeddings(x, emb)
         weights = self.gate_weights(emb)
         if weights is not None:
             emb = emb * weights.unsqueeze(-1)
