@@ -30,6 +30,7 @@ VOLATILE_FIELDS = frozenset(
         "created_at",
         "code_version",
         "search_seconds",
+        "selection_seconds",
         "retrain_seconds",
         "total_seconds",
         "seconds_per_epoch",

@@ -8,15 +8,22 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from fmpbench.data import get_dataset
-from fmpbench.grid import build_tasks, run_grid
+from fmpbench.cli import main
+from fmpbench.data import get_dataset, prepare
+from fmpbench.data.fixtures import criteo_lines, write_lines
+from fmpbench.data.prepared import Split
+from fmpbench.grid import GridError, build_tasks, run_grid
 from fmpbench.protocol import ExperimentConfig
 from fmpbench.report import generate_report
 from fmpbench.report import summary as report_summary
+from fmpbench.selectors import SearchContext, get_selector_class
+from fmpbench.selectors.encoding import subsample
 from fmpbench.training import TrainConfig
 
 TINY_CONFIG = ExperimentConfig(
@@ -96,3 +103,53 @@ def test_case2_a_successful_report_replaces_its_own_files_only(grid_with_predict
         summary = generate_report(grid_with_predictions, out, figures=False)
     assert all(path.parent == out and path.is_file() for path in summary.tables)
     assert (out / "notes.txt").read_text() == "kept" and (out / "auc_vs_k.png").read_bytes() == b"stale figure"
+
+
+# ---------------------------------------------------------------- case 3: degenerate data
+
+
+def _criteo_with_labels(path: Path, n: int, label: str | None) -> Path:
+    """Kaggle-format rows, every label replaced by ``label`` (None keeps the fixture's mix)."""
+    lines = criteo_lines(n, seed=5)
+    return write_lines(path, [line if label is None else label + line[1:] for line in lines])
+
+
+@pytest.mark.parametrize("label", ["0", "1"])
+def test_case3_single_class_data_is_refused_before_training_exit_2(tmp_path, capsys, label):
+    raw = _criteo_with_labels(tmp_path / "train.txt", 300, label)
+    data_dir, results = tmp_path / "dd", tmp_path / "runs"
+    prepare("criteo", raw, data_dir, min_count=1)
+    argv = ["run", "--dataset", "criteo", "--data-dir", str(data_dir), "--methods", "none", "--results", str(results)]
+    assert main(argv) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line == (
+        f"fmpbench: error: dataset criteo: the train split has a single class (all 240 labels are {label}); "
+        "training and AUC need both clicks and non-clicks"
+    )
+    assert not list(results.glob("*.json"))
+
+
+@pytest.mark.parametrize(("split", "single"), [("valid", False), ("test", False), ("valid", True)])
+def test_case3_an_empty_or_single_class_split_is_refused_by_run_grid(tmp_path, split, single):
+    data = get_dataset("synthetic", n_rows=1000)
+    part = getattr(data, split)
+    broken = Split(part.X, np.zeros_like(part.y)) if single else Split(part.X[:0], part.y[:0])
+    with pytest.raises(GridError, match=f"^dataset synthetic: the {split} split (has a single class|is empty)"):
+        run_grid(build_tasks(["none"], [0], (3,)), TINY_CONFIG, replace(data, **{split: broken}), tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("method", ["lasso", "rf"])
+def test_case3_lasso_and_rf_fit_when_a_subsample_draws_a_single_class(method):
+    """One click in 1,000 rows: a 100-row subsample almost surely misses it; the fit must still work."""
+    data = get_dataset("synthetic", n_rows=1500)
+    y = np.zeros(len(data.train), dtype=np.float32)
+    y[17] = 1.0
+    yv = np.zeros(len(data.valid), dtype=np.float32)
+    yv[3] = 1.0
+    rare = replace(data, train=Split(data.train.X, y), valid=Split(data.valid.X, yv))
+    params = {"max_rows": 100} if method == "lasso" else {"max_rows": 100, "max_valid_rows": 100, "n_estimators": 5}
+    selector = get_selector_class(method)(**params).fit(rare, SearchContext(seed=0))
+    assert np.all(np.isfinite(selector.scores_))
+    X, ys = subsample(rare.train, 100, 0)
+    assert set(np.unique(ys)) == {0.0, 1.0} and len(X) == 100

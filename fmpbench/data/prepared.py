@@ -84,7 +84,7 @@ class PreparedData:
         for split_name, split in (("train", self.train), ("valid", self.valid), ("test", self.test)):
             n = len(split)
             if n == 0:
-                raise DataError(f"dataset {self.name}: the {split_name} split is empty (0 rows); nothing can be trained")
+                raise DataError(f"dataset {self.name}: the {split_name} split is empty (0 rows); nothing to train on")
             positives = int(np.count_nonzero(np.asarray(split.y) > 0.5))
             if positives in (0, n):
                 raise DataError(

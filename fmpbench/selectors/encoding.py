@@ -16,11 +16,21 @@ from fmpbench.data.prepared import Split
 
 
 def subsample(split: Split, max_rows: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """At most ``max_rows`` rows of a split (uniform without replacement, seeded), as in-memory arrays."""
+    """At most ``max_rows`` rows of a split (uniform without replacement, seeded), as in-memory arrays.
+
+    When the split has both classes, so does the subsample (one row swapped in if the draw missed one).
+    """
     n = len(split)
     if max_rows is None or n <= max_rows:
         return np.asarray(split.X), np.asarray(split.y)
-    idx = np.sort(np.random.default_rng(seed).choice(n, size=max_rows, replace=False))
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(n, size=max_rows, replace=False)
+    drawn = np.asarray(split.y[idx])
+    if drawn.min() == drawn.max():  # rare clicks: keep both classes, or lasso and rf cannot fit at all
+        other = np.flatnonzero(np.asarray(split.y) != drawn[0])
+        if other.size:
+            idx[0] = rng.choice(other)
+    idx = np.sort(idx)
     return np.asarray(split.X[idx]), np.asarray(split.y[idx])
 
 
