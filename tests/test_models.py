@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from fmpbench.measures import flops_per_sample
 from fmpbench.models import BACKBONES, build_backbone
 from fmpbench.models.embedding import FieldEmbedding
 from fmpbench.training import TrainConfig, TrainHooks
@@ -59,5 +60,66 @@ def test_first_order_models_count_their_wide_weights_as_embedding():
 
 
 def test_unknown_backbone_lists_choices():
-    with pytest.raises(ValueError, match="unknown backbone 'xx'; choose from: mlp, deepfm, dcn, widedeep"):
+    choices = "mlp, deepfm, dcn, widedeep, autoint, dcnv2"
+    with pytest.raises(ValueError, match=f"unknown backbone 'xx'; choose from: {choices}"):
         build_backbone("xx", DIMS)
+
+
+def batch_of(dims: list[int], n: int = 32) -> torch.Tensor:
+    return torch.stack([torch.randint(0, d, (n,)) for d in dims], 1)
+
+
+def test_autoint_parameter_and_flop_counts_are_exact():
+    """Per layer: Q, K, V and residual projections d_in × H·a (no bias); head on F·H·a + tower."""
+    F, d, H, a, hidden = len(DIMS), 4, 2, 3, 5
+    model = build_backbone(
+        "autoint", DIMS, embed_dim=d, hidden=(hidden,), attention_layers=2, attention_heads=H, attention_dim=a
+    )
+    width = H * a
+    attention = 4 * d * width + 4 * width * width
+    tower = F * d * hidden + hidden
+    head = F * width + hidden + 1
+    assert model.embedding_parameters() == sum(DIMS) * d
+    assert model.dense_parameters() == attention + tower + head
+    # matmul FLOPs = 2 × multiply-adds: projections per field, scores and weighted sums per head
+    projections = 2 * F * attention
+    scores_and_sums = 2 * 2 * (2 * H * F * F * a)  # 2 layers × (scores + weighted sums)
+    expected = projections + scores_and_sums + 2 * F * d * hidden + 2 * (F * width + hidden)
+    assert flops_per_sample(model, batch_of(DIMS)) == expected
+
+
+def test_autoint_without_tower_is_attention_only():
+    model = build_backbone(
+        "autoint", DIMS, embed_dim=4, hidden=(), attention_layers=1, attention_heads=1, attention_dim=2
+    )
+    assert model.mlp is None
+    assert model.dense_parameters() == 4 * 4 * 2 + len(DIMS) * 2 + 1
+    assert model(batch_of(DIMS)).shape == (32,)
+
+
+def test_dcnv2_parameter_and_flop_counts_are_exact():
+    """Cross layer l: W_l (D × D) and b_l (D) with D = F·d; MLP beside it; head on D + hidden[-1]."""
+    F, d, hidden, layers = len(DIMS), 4, 6, 3
+    D = F * d
+    model = build_backbone("dcnv2", DIMS, embed_dim=d, hidden=(hidden,), cross_layers=layers)
+    assert model.dense_parameters() == layers * (D * D + D) + (D * hidden + hidden) + (D + hidden + 1)
+    assert flops_per_sample(model, batch_of(DIMS)) == 2 * (layers * D * D + D * hidden + D + hidden)
+
+
+def test_dcnv2_cross_layer_is_the_matrix_form():
+    torch.manual_seed(0)
+    model = build_backbone("dcnv2", DIMS, embed_dim=2, hidden=(4,), cross_layers=1).eval()
+    x = batch_of(DIMS, 8)
+    x0 = model.embedding(x).flatten(1)
+    layer = model.cross[0]
+    expected_cross = x0 * (x0 @ layer.weight.T + layer.bias) + x0
+    expected = model.head(torch.cat([expected_cross, model.mlp(x0)], 1)).squeeze(-1)
+    assert torch.allclose(model(x), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["autoint", "dcnv2"])
+def test_new_backbones_shrink_when_fields_are_dropped(name):
+    full = build_backbone(name, DIMS, embed_dim=4)
+    pruned = build_backbone(name, [DIMS[0], DIMS[2]], embed_dim=4)
+    assert pruned.embedding_parameters() == (DIMS[0] + DIMS[2]) * 4 < full.embedding_parameters()
+    assert pruned.dense_parameters() < full.dense_parameters()
