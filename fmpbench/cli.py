@@ -10,12 +10,18 @@ Heavy libraries (torch, scipy, pandas) are imported inside the commands that use
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fmpbench.data import PreparedData
+    from fmpbench.protocol import ExperimentConfig, Task
 
 DEFAULT_DATA_DIR_NAME = ".fmpbench-data"
 DEFAULT_DATA_DIR = os.environ.get("FMPBENCH_DATA", DEFAULT_DATA_DIR_NAME)
@@ -184,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     study = command("study", "run a documented multi-dataset grid from a TOML file (resumable)")
     study.add_argument("config", nargs="?", default="configs/study.toml", help="study file (default: %(default)s)")
+    study.add_argument("--datasets", default=None, help="run only these datasets of the file, comma-separated "
+                       "(a study can be run and committed in parts; default: all)")
 
     lst = command("list", "list registered methods, datasets or backbones")
     lst.add_argument("what", choices=("methods", "datasets", "backbones"), help="what to list")
@@ -281,7 +289,13 @@ def command_run(args: argparse.Namespace) -> int:
     _check_can_create(results_dir)
     overrides = {"max_epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device}
     train_config = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
-    data = get_dataset(args.dataset, data_dir, n_rows=args.rows, mmap=True)
+    data_log = logging.getLogger("fmpbench.data")
+    level = data_log.level
+    data_log.setLevel(logging.ERROR)  # its stand-in notice: this command prints a louder one just below
+    try:
+        data = get_dataset(args.dataset, data_dir, n_rows=args.rows, mmap=True)
+    finally:
+        data_log.setLevel(level)
     ks = resolve_ks(ks_spec, data.num_fields)
     _make_writable_dir(results_dir)  # only now: a usage error above leaves no trace on disk
     if data.data_source == "real" and args.rows is not None:
@@ -325,7 +339,7 @@ def command_run(args: argparse.Namespace) -> int:
         ray_address=args.ray_address,
         stream=sys.stderr,  # the stream of now, not the one of the grid module's import
     )
-    _print_summary(outcome.records)
+    _print_summary(_grid_records(tasks, config, data, results_dir, outcome.records))
     print(
         f"{len(outcome.records)} runs in {outcome.seconds:.1f}s, {outcome.skipped} skipped (--resume), "
         f"{len(outcome.failed)} failed",
@@ -334,7 +348,26 @@ def command_run(args: argparse.Namespace) -> int:
     return 1 if outcome.failed else 0
 
 
-def _print_summary(records: list[dict]) -> None:
+def _grid_records(
+    tasks: list[Task], config: ExperimentConfig, data: PreparedData, results_dir: Path, new: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Every record of the grid: this invocation's, and those an earlier one wrote (``--resume``)."""
+    from fmpbench.protocol import task_rows
+    from fmpbench.results import read_record, record_path
+
+    fresh = {record["run_id"]: record for record in new}
+    records = []
+    for task in tasks:
+        for row in task_rows(task, config, data):
+            if row.run_id in fresh:
+                records.append(fresh[row.run_id])
+            elif record_path(results_dir, row.run_id).is_file():
+                records.append(read_record(record_path(results_dir, row.run_id)))
+    return records
+
+
+def _print_summary(records: list[dict[str, Any]]) -> None:
+    """Means over seeds per method × k: AUC, logloss, parameter counts, MFLOPs per sample and seconds."""
     import pandas as pd
 
     ok = [r for r in records if r["status"] == "ok"]
@@ -348,7 +381,7 @@ def _print_summary(records: list[dict]) -> None:
             logloss=("test_logloss", "mean"),
             emb_params=("embedding_params", "mean"),
             dense_params=("dense_params", "mean"),
-            mflops=("flops_per_sample", lambda v: v.mean() / 1e6),
+            MFLOPs=("flops_per_sample", lambda v: v.mean() / 1e6),
             search_s=("search_seconds", "mean"),
             retrain_s=("retrain_seconds", "mean"),
             total_s=("total_seconds", "mean"),
@@ -357,7 +390,10 @@ def _print_summary(records: list[dict]) -> None:
         .reset_index()
         .sort_values(["k", "auc"], ascending=[True, False])
     )
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    counts = {column: "{:,.0f}".format for column in ("emb_params", "dense_params")}
+    seconds = {column: "{:.1f}".format for column in ("search_s", "retrain_s", "total_s")}
+    formats = {"auc": "{:.4f}".format, "logloss": "{:.4f}".format, "MFLOPs": "{:.3f}".format, **counts, **seconds}
+    print(table.to_string(index=False, formatters=formats))
 
 
 def command_prepare(args: argparse.Namespace) -> int:
@@ -413,32 +449,51 @@ def command_report(args: argparse.Namespace) -> int:
 
 
 def command_study(args: argparse.Namespace) -> int:
-    from fmpbench.study import load_study, run_study
+    from fmpbench.study import StudyError, load_study, run_study
 
     study = load_study(Path(args.config))
     _make_writable_dir(study.results)
-    failed = run_study(study, stream=sys.stderr)
+    only = [d.strip() for d in args.datasets.split(",")] if args.datasets else None
+    unknown = [d for d in only or [] if d not in study.datasets]
+    if unknown:
+        raise StudyError(f"{args.config}: --datasets names {', '.join(unknown)}, which the file does not have; "
+                         f"it has {', '.join(study.datasets)}")
+    failed = run_study(study, stream=sys.stderr, only=only)
     print(f"study finished: {failed} failed runs; records in {study.results}", file=sys.stderr)
     return 1 if failed else 0
 
 
 def command_list(args: argparse.Namespace) -> int:
-    from fmpbench.data import DATASETS
-
     if args.what == "methods":
-        from fmpbench.selectors import available_methods, get_selector_class
-
-        for name in available_methods():
-            doc = (get_selector_class(name).__doc__ or "").strip().split("\n\n")[0]
-            summary = " ".join(doc.split())
-            print(f"{name:<10} {summary if len(summary) <= 100 else summary[:99] + '…'}")
+        _print_methods()
     elif args.what == "datasets":
+        from fmpbench.data import DATASETS
+
         print("\n".join(DATASETS))
     else:
         from fmpbench.models import BACKBONES
 
         print("\n".join(BACKBONES))
     return 0
+
+
+def _print_methods(width: int = 100) -> None:
+    """Each method's whole summary, wrapped, and the result rows of methods that yield more than one."""
+    import textwrap
+
+    from fmpbench.catalog import method_catalog
+
+    methods = method_catalog()
+    indent = " " * (max(len(m.name) for m in methods) + 2)
+    for method in methods:
+        text = method.summary + (" [installed plug-in]" if method.plugin else "")
+        if len(method.rows) > 1:
+            retrain, native = method.rows
+            text += f" Yields two result rows: {retrain} (its ranking, standard top-k retrain)"
+            text += f" and {native} (its own pipeline)."
+        lines = textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=indent) or [indent]
+        lines[0] = method.name + lines[0][len(method.name) :]
+        print("\n".join(lines))
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

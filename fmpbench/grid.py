@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -80,16 +81,28 @@ class GridOutcome:
         return [r for r in self.records if r["status"] != "ok"]
 
 
-def _progress_printer(total: int, already: int, stream: Any) -> Callable[[dict[str, Any]], None]:
+def _progress_printer(total: int, already: int, stream: Any, pending: Sequence[Task]) -> Callable[[dict[str, Any]], None]:
+    """Prints each record as it arrives, with an ETA from the work done so far in expected cost.
+
+    A row costs one retrain, and the first row of a task also its search (``Selector.search_cost``):
+    counting rows instead made the first ETA too high, because longest-first scheduling finishes the
+    costliest search first.
+    """
     done = already
     start = time.perf_counter()
+    work_left = (total - already) + sum(get_selector_class(task.method).search_cost for task in pending)
+    work_done = 0.0
+    searched: set[tuple[str, int]] = set()
 
     def report(record: dict[str, Any]) -> None:
-        nonlocal done
+        nonlocal done, work_done
         done += 1
+        work_done += 1.0
+        if (record["selector"], record["seed"]) not in searched:
+            searched.add((record["selector"], record["seed"]))
+            work_done += get_selector_class(record["selector"]).search_cost
         elapsed = time.perf_counter() - start
-        new = done - already
-        eta = elapsed / new * (total - done) if new else 0.0
+        eta = elapsed / work_done * max(work_left - work_done, 0.0) if done < total else 0.0
         head = f"[{done}/{total}] {record['method']:<12} k={record['k']:<3} seed={record['seed']}"
         if record["status"] == "ok":
             body = (
@@ -106,6 +119,7 @@ def _progress_printer(total: int, already: int, stream: Any) -> Callable[[dict[s
 
 def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
+    logging.getLogger("fmpbench").setLevel(logging.ERROR)  # the driver has said which data and plug-ins
 
 
 def _worker_run(
@@ -184,8 +198,8 @@ def run_grid(
     rows_of = {t: task_rows(t, config, data_for(data, t.seed)) for t in tasks}
     all_rows = [row for task in tasks for row in rows_of[task]]
     skipped = sum(row.run_id in finished for row in all_rows)
-    report = _progress_printer(len(all_rows), skipped, stream)
     pending = [t for t in tasks if any(r.run_id not in finished for r in rows_of[t])]
+    report = _progress_printer(len(all_rows), skipped, stream, pending)
     records: list[dict[str, Any]] = []
 
     def write(outputs: list[tuple[dict[str, Any], Predictions]]) -> None:

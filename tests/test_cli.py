@@ -297,3 +297,20 @@ def test_rows_with_real_data_and_a_missing_data_dir_are_not_silent(tmp_path, cap
     empty.mkdir()
     assert main([*argv, "--data-dir", str(empty), "--rows", "500", "--results", str(tmp_path / "r3")]) == 0
     assert f"no prepared 'criteo' data in '{empty / 'criteo'}'" in capsys.readouterr().err
+
+
+def test_resume_summary_shows_the_whole_grid(tmp_path, capsys):
+    results = str(tmp_path / "results")
+    assert main([*TINY_RUN[:-4], "--methods", "none", "--results", results, "--no-predictions"]) == 0
+    capsys.readouterr()
+    assert main([*TINY_RUN, "--results", results, "--no-predictions", "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert "1 runs in" in captured.err and "1 skipped (--resume)" in captured.err
+    assert [line.split()[0] for line in captured.out.splitlines()[1:]] == ["random", "none"]
+
+
+def test_the_stand_in_notice_is_printed_once(tmp_path, capsys, caplog):
+    argv = ["run", "--dataset", "avazu", "--rows", "600", "--methods", "none", "--epochs", "1", "--embed-dim", "4"]
+    assert main([*argv, "--results", str(tmp_path / "r"), "--no-predictions"]) == 0
+    assert capsys.readouterr().err.count("STAND-IN") == 1
+    assert not [r for r in caplog.records if r.name.startswith("fmpbench")]

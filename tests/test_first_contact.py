@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import pydoc
 import re
 from pathlib import Path
 
 import pytest
 
-from fmpbench.cli import main
+from fmpbench import grid
+from fmpbench.catalog import builtin_methods
+from fmpbench.cli import _print_summary, main
 from fmpbench.data import DATASETS, DEFAULT_MIN_COUNT, REAL_DATASETS
 from fmpbench.grid import EXECUTORS
 from fmpbench.models import BACKBONES
-from fmpbench.selectors import Selector
+from fmpbench.protocol import Task
+from fmpbench.selectors import Selector, get_selector_class
 from fmpbench.training import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,3 +68,48 @@ def test_prepare_help_documents_data_dir_and_min_count(capsys):
     )
     assert ", ".join(f"{name} {count}" for name, count in DEFAULT_MIN_COUNT.items()) in text
     assert f"(one of: {', '.join(REAL_DATASETS)})" in text
+
+
+def test_summary_prints_integer_counts_and_mflops(capsys):
+    record = {
+        "status": "ok",
+        "method": "lasso",
+        "k": 5,
+        "seed": 0,
+        "test_auc": 0.71234,
+        "test_logloss": 0.5,
+        "embedding_params": 29920.0,
+        "dense_params": 1234567.0,
+        "flops_per_sample": 2_500_000.0,
+        "search_seconds": 1.0,
+        "retrain_seconds": 2.0,
+        "total_seconds": 3.0,
+    }
+    _print_summary([record, {**record, "seed": 1, "embedding_params": 29922.0}])
+    header, row = capsys.readouterr().out.splitlines()
+    assert "MFLOPs" in header.split() and "mflops" not in header
+    assert row.split()[:7] == ["lasso", "5", "0.7123", "0.5000", "29,921", "1,234,567", "2.500"]
+
+
+def test_list_methods_prints_whole_summaries_and_lightfmps_two_rows(capsys):
+    assert main(["list", "methods"]) == 0
+    out = capsys.readouterr().out
+    assert "…" not in out
+    text = " ".join(out.split())
+    for method in builtin_methods():
+        assert f"{method.name} {method.summary}" in text
+    assert "Yields two result rows: lightfmp-fs (its ranking, standard top-k retrain) and lightfmp (its own" in text
+
+
+def test_first_eta_counts_the_search_it_waited_for(monkeypatch):
+    """lasso's search costs 5 retrains: after its only row (6 units of 7) one unit is left, not one row of 1."""
+    clock = iter([0.0, 60.0, 70.0])
+    monkeypatch.setattr(grid.time, "perf_counter", lambda: next(clock))
+    stream = io.StringIO()
+    report = grid._progress_printer(2, 0, stream, [Task("lasso", 0, (3,)), Task("none", 0, (18,))])
+    base = {"status": "failed", "error": "x", "k": 3, "seed": 0}
+    report({**base, "method": "lasso", "selector": "lasso"})
+    report({**base, "method": "none", "selector": "none"})
+    first, last = stream.getvalue().splitlines()
+    assert get_selector_class("lasso").search_cost == 5.0 and get_selector_class("none").search_cost == 0.0
+    assert first.endswith("(ETA 10s)") and last.endswith("(ETA 0s)")

@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 from importlib import metadata
 
+from fmpbench.catalog import ENTRY_POINT_GROUP
 from fmpbench.selectors.base import Selector
 
-ENTRY_POINT_GROUP = "fmpbench.selectors"
 _REGISTRY: dict[str, type[Selector]] = {}
 _PLUGINS: list[str] = []
 _entry_points_loaded = False
