@@ -81,7 +81,9 @@ class GridOutcome:
         return [r for r in self.records if r["status"] != "ok"]
 
 
-def _progress_printer(total: int, already: int, stream: Any, pending: Sequence[Task]) -> Callable[[dict[str, Any]], None]:
+def _progress_printer(
+    total: int, already: int, stream: Any, pending: Sequence[Task]
+) -> Callable[[dict[str, Any]], None]:
     """Prints each record as it arrives, with an ETA from the work done so far in expected cost.
 
     A row costs one retrain, and the first row of a task also its search (``Selector.search_cost``):
