@@ -190,8 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     study = command("study", "run a documented multi-dataset grid from a TOML file (resumable)")
     study.add_argument("config", nargs="?", default="configs/study.toml", help="study file (default: %(default)s)")
-    study.add_argument("--datasets", default=None, help="run only these datasets of the file, comma-separated "
-                       "(a study can be run and committed in parts; default: all)")
+    study.add_argument(
+        "--datasets",
+        default=None,
+        help="run only these datasets of the file, comma-separated "
+        "(a study can be run and committed in parts; default: all)",
+    )
 
     lst = command("list", "list registered methods, datasets or backbones")
     lst.add_argument("what", choices=("methods", "datasets", "backbones"), help="what to list")
@@ -411,6 +415,13 @@ def command_prepare(args: argparse.Namespace) -> int:
     skipped = data.info.get("skipped_rows")
     if skipped:
         print(f"skipped {skipped} malformed rows (--skip-bad-rows)")
+    duplicates = data.info.get("duplicates_dropped")
+    if duplicates:
+        read = data.info.get("n_rows", len(data.train) + len(data.valid) + len(data.test)) + duplicates
+        print(
+            f"dropped {duplicates:,} of {read:,} reviews as duplicates (one review repeated under several product "
+            f"variants: same reviewer, time, summary and text; see datasets/amazon.md)"
+        )
     return 0
 
 
@@ -456,8 +467,10 @@ def command_study(args: argparse.Namespace) -> int:
     only = [d.strip() for d in args.datasets.split(",")] if args.datasets else None
     unknown = [d for d in only or [] if d not in study.datasets]
     if unknown:
-        raise StudyError(f"{args.config}: --datasets names {', '.join(unknown)}, which the file does not have; "
-                         f"it has {', '.join(study.datasets)}")
+        raise StudyError(
+            f"{args.config}: --datasets names {', '.join(unknown)}, which the file does not have; "
+            f"it has {', '.join(study.datasets)}"
+        )
     failed = run_study(study, stream=sys.stderr, only=only)
     print(f"study finished: {failed} failed runs; records in {study.results}", file=sys.stderr)
     return 1 if failed else 0

@@ -18,6 +18,8 @@ from fmpbench.data.fixtures import amazon_lines, avazu_lines, criteo_lines, writ
 from fmpbench.data.readers import MovieLensReader
 from fmpbench.selectors import registry
 
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
 TINY_RUN = ["run", "--dataset", "synthetic", "--rows", "2000", "--epochs", "1", "--methods", "none,random", "--k", "3"]
 
 
@@ -314,3 +316,18 @@ def test_the_stand_in_notice_is_printed_once(tmp_path, capsys, caplog):
     assert main([*argv, "--results", str(tmp_path / "r"), "--no-predictions"]) == 0
     assert capsys.readouterr().err.count("STAND-IN") == 1
     assert not [r for r in caplog.records if r.name.startswith("fmpbench")]
+
+
+def test_prepare_says_how_many_duplicate_reviews_it_dropped(tmp_path, capsys):
+    lines = amazon_lines(80)
+    raw = write_lines(tmp_path / "a_5.json", lines + lines[:7])
+    assert _prepare("amazon", raw, tmp_path / "dd") == 0
+    assert "dropped 7 of 87 reviews as duplicates (one review repeated under several product variants" in (
+        capsys.readouterr().out
+    )
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "amazon").is_dir(), reason="real excerpts absent")
+def test_the_amazon_excerpt_reports_its_duplicates(tmp_path, capsys):
+    assert _prepare("amazon", SHARED_DATA / "amazon" / "AMAZON_FASHION_5.json.gz", tmp_path / "dd") == 0
+    assert "dropped 2,728 of 3,176 reviews as duplicates" in capsys.readouterr().out
