@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from fmpbench.selectors import SearchContext, get_selector_class
 from fmpbench.selectors.encoding import subsample
 from fmpbench.training import TrainConfig
 
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TINY_CONFIG = ExperimentConfig(
     dataset="synthetic",
     n_rows=2000,
@@ -153,3 +155,45 @@ def test_case3_lasso_and_rf_fit_when_a_subsample_draws_a_single_class(method):
     assert np.all(np.isfinite(selector.scores_))
     X, ys = subsample(rare.train, 100, 0)
     assert set(np.unique(ys)) == {0.0, 1.0} and len(X) == 100
+
+
+# ---------------------------------------------------------------- case 1: sequential split boundaries
+
+
+def _shared(relative: str) -> Path:
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"real excerpt not available: {path}")
+    return path
+
+
+def _seven_two_one(total: int) -> dict[str, int]:
+    train, valid = round(total * 0.7), round(total * 0.2)
+    return {"train": train, "valid": valid, "test": total - train - valid}
+
+
+def test_case1_sequential_split_of_the_amazon_excerpt_counts_rows_after_deduplication(tmp_path):
+    """The genuine excerpt repeats reviews under several variants: 448 rows remain after de-duplication."""
+    data = prepare("amazon", _shared("amazon/AMAZON_FASHION_5.json.gz"), tmp_path / "dd", split="sequential")
+    assert data.info["split_sizes"] == _seven_two_one(448) == {"train": 314, "valid": 90, "test": 44}
+    data.check_trainable()
+
+
+def test_case1_sequential_split_of_a_criteo_file_with_cr_only_line_endings(tmp_path):
+    with gzip.open(_shared("criteo/criteo_kaggle_train_8000.txt.gz"), "rb") as handle:
+        lines = handle.read().splitlines()
+    raw = tmp_path / "train.txt"
+    raw.write_bytes(b"\r".join(lines) + b"\r")
+    data = prepare("criteo", raw, tmp_path / "dd", split="sequential", min_count=1)
+    assert data.info["split_sizes"] == _seven_two_one(8000) == {"train": 5600, "valid": 1600, "test": 800}
+    # file order: the last 800 rows are the test split
+    labels = np.array([int(line.split(b"\t", 1)[0]) for line in lines], dtype=np.float32)
+    np.testing.assert_array_equal(np.asarray(data.test.y), labels[-800:])
+
+
+def test_case1_sequential_split_ignores_blank_lines_and_skipped_rows(tmp_path):
+    lines = criteo_lines(100, seed=3)
+    raw = write_lines(tmp_path / "train.txt", [*lines[:50], "", "", "not\ta row", *lines[50:], ""])
+    data = prepare("criteo", raw, tmp_path / "dd", split="sequential", min_count=1, skip_bad_rows=True)
+    assert data.info["split_sizes"] == {"train": 70, "valid": 20, "test": 10}
+    assert data.info["skipped_rows"] == 1

@@ -155,6 +155,9 @@ def prepare(
         "skip_bad_rows": bool(skip_bad_rows),
         **reader.params(),
     }
+    if split == "sequential":
+        # boundaries from the rows produced, not from raw newlines: caches made before are not reused
+        params["sequential_bounds"] = "rows"
     fp = fingerprint_of(name, raw_sums, params)
     final = root / fp
     if final.is_dir() and not force:

@@ -3,7 +3,8 @@
 Memory follows the vocabulary, not the row count; the raw text is parsed once.
 
 1. Pass 1 parses every chunk, assigns each row its split (``splits.py``: a function of the row's
-   position only), and *factorises* every field: ``tokens = uniques[codes]``. Train counts per
+   position only; the sequential split needs the number of rows produced, so it is assigned from
+   the spill once pass 1 has counted them), and *factorises* every field: ``tokens = uniques[codes]``. Train counts per
    unique value (``bincount`` of the train rows' codes) are merged into running per-field value
    counts (sorted arrays for integer tokens, as all of Criteo's and Avazu's are; pyarrow's hash
    aggregation for strings). Codes (as uint8/uint16/int32), uniques and labels are
@@ -38,6 +39,8 @@ from fmpbench.data.readers import Batch, Column, RawReader, chunks_of, int_token
 from fmpbench.data.splits import SPLIT_NAMES, TRAIN, random_split, sequential_split
 
 DEFAULT_CHUNK_ROWS = 250_000
+#: one field of one chunk: ``tokens == uniques[codes]``
+Factorised = tuple[np.ndarray, pa.Array]
 
 
 class _ValueCounts:
@@ -316,17 +319,48 @@ def run(
         )
 
 
-def _pass1_field(
-    job: tuple[Column, np.ndarray],
-) -> tuple[np.ndarray, pa.Array, pa.Array, np.ndarray]:
-    """Factorise a column and count its train rows: ``(codes, uniques, train values, counts)``."""
-    col, train = job
-    codes, uniques = factorize(col)
+def _train_counts(job: tuple[np.ndarray, pa.Array, np.ndarray]) -> tuple[pa.Array, np.ndarray]:
+    """Train counts of one field in one chunk: ``(values seen in train rows, their counts)``."""
+    codes, uniques, train = job
     counts = np.bincount(codes[train], minlength=len(uniques)) if len(uniques) else np.zeros(0, np.int64)
     seen = np.flatnonzero(counts)
     if seen.size == len(uniques):
-        return codes, uniques, uniques, counts
-    return codes, uniques, uniques.take(pa.array(seen)), counts[seen]
+        return uniques, counts
+    return uniques.take(pa.array(seen)), counts[seen]
+
+
+class _TrainTally:
+    """Split sizes, label sums and per-field train value counts, fed chunk by chunk in stream order."""
+
+    def __init__(self, pool: ThreadPoolExecutor) -> None:
+        self.pool = pool
+        self.counters: dict[str, _ValueCounts] = {}
+        self.names_seen: dict[str, None] = {}
+        self.sizes = np.zeros(3, dtype=np.int64)
+        self.positives = np.zeros(3, dtype=np.float64)
+
+    def add(self, start: int, labels: np.ndarray, cols: dict[str, Factorised], codes: np.ndarray) -> None:
+        for s in range(3):
+            sel = codes == s
+            self.sizes[s] += int(sel.sum())
+            self.positives[s] += float(labels[sel].sum())
+        train = codes == TRAIN
+        n_train_here = int(train.sum())
+        for name, (_, uniques) in cols.items():
+            if name not in self.counters:
+                self.counters[name] = _ValueCounts.for_column(uniques)
+                if start:
+                    # Field first seen mid-stream (e.g. a rare Amazon style key): earlier train
+                    # rows had it missing.
+                    missing = self.sizes[TRAIN] - n_train_here
+                    self.counters[name].add(pa.array([""], pa.string()), np.array([missing]))
+                self.names_seen[name] = None
+        jobs = [(fcodes, uniques, train) for fcodes, uniques in cols.values()]
+        for name, (values, counts) in zip(cols, self.pool.map(_train_counts, jobs), strict=True):
+            self.counters[name].add(values, counts)
+        for name in self.names_seen:
+            if name not in cols and n_train_here:
+                self.counters[name].add(pa.array([""], pa.string()), np.array([n_train_here]))
 
 
 def _run(
@@ -341,46 +375,32 @@ def _run(
     pool: ThreadPoolExecutor,
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
-    total = reader.count_rows() if split == "sequential" else None
-    t_count = time.perf_counter() - t0
     spill = _Spill(build / ".spill")
+    tally = _TrainTally(pool)
 
-    # ---- pass 1: parse, split, factorise, count train values, spill
-    counters: dict[str, _ValueCounts] = {}
-    names_seen: dict[str, None] = {}
-    sizes = np.zeros(3, dtype=np.int64)
-    positives = np.zeros(3, dtype=np.float64)
+    # ---- pass 1: parse, factorise, spill; split and count train values (random split)
     n = 0
     for batch in _batches(reader, chunk_rows):
         m = len(batch)
-        codes = _split_codes(n, m, split, split_seed, total)
-        for s in range(3):
-            sel = codes == s
-            sizes[s] += int(sel.sum())
-            positives[s] += float(batch.labels[sel].sum())
-        train = codes == TRAIN
-        n_train_here = int(train.sum())
-        for name in batch.columns:
-            if name not in counters:
-                counters[name] = _ValueCounts.for_column(batch.columns[name])
-                if n:
-                    # Field first seen mid-stream (e.g. a rare Amazon style key): earlier train
-                    # rows had it missing.
-                    counters[name].add(pa.array([""], pa.string()), np.array([sizes[TRAIN] - n_train_here]))
-                names_seen[name] = None
         names = list(batch.columns)
-        results = list(pool.map(_pass1_field, [(batch.columns[k], train) for k in names]))
-        for name, (_, _, values, counts) in zip(names, results, strict=True):
-            counters[name].add(values, counts)
-        for name in names_seen:
-            if name not in batch.columns and n_train_here:
-                counters[name].add(pa.array([""], pa.string()), np.array([n_train_here]))
-        spill.write(n, batch.labels, {k: (r[0], r[1]) for k, r in zip(names, results, strict=True)})
+        cols = dict(zip(names, pool.map(factorize, [batch.columns[k] for k in names]), strict=True))
+        spill.write(n, batch.labels, cols)
+        if split != "sequential":
+            tally.add(n, batch.labels, cols, _split_codes(n, m, split, split_seed, None))
         n += m
-        del batch, results
+        del batch, cols
         if progress:
             print(f"\r  pass 1: {n:,} rows", end="", flush=True)
-    t_pass1 = time.perf_counter() - t0 - t_count
+    t_pass1 = time.perf_counter() - t0
+    # The sequential split's boundaries come from the rows actually produced (after skipped rows,
+    # dropped duplicates, blank lines, any line ending), known only now; its counts come from the spill.
+    total = n if split == "sequential" else None
+    if total is not None:
+        for chunk in spill.chunks:
+            labels, cols = spill.read(chunk)
+            tally.add(chunk.start, labels, cols, sequential_split(chunk.start, chunk.rows, total))
+    t_count = time.perf_counter() - t0 - t_pass1
+    counters, names_seen, sizes, positives = tally.counters, tally.names_seen, tally.sizes, tally.positives
 
     n_train = int(sizes[TRAIN])
     nonmissing = {}
@@ -457,7 +477,7 @@ def _run(
             SPLIT_NAMES[s]: {f: (float(oov[s, j] / sizes[s]) if sizes[s] else None) for j, f in enumerate(fields)}
             for s in range(3)
         },
-        "timing_s": {"count_rows": t_count, "pass1": t_pass1, "total": elapsed},
+        "timing_s": {"pass1": t_pass1, "sequential_count": t_count, "total": elapsed},
         "rows_per_s": n / elapsed if elapsed > 0 else None,
     }
     return {

@@ -41,31 +41,6 @@ def gzip_error(path: Path, exc: BaseException) -> DataError:
     return DataError(f"{path}: corrupt or truncated gzip stream ({type(exc).__name__}: {exc})".replace("\n", " "))
 
 
-def iter_bytes(path: Path) -> Iterator[bytes]:
-    """Decompressed content in large blocks; a broken gzip becomes a ``DataError``."""
-    try:
-        if is_gzip(path):
-            with gzip.open(path, "rb") as f:
-                while block := f.read(_READ):
-                    yield block
-        else:
-            with open(path, "rb") as f:
-                while block := f.read(_READ):
-                    yield block
-    except (EOFError, OSError, zlib.error) as exc:
-        raise gzip_error(path, exc) from exc
-
-
-def count_lines(path: Path) -> int:
-    """Number of lines of the decompressed content (a last line without newline counts)."""
-    n = 0
-    last = b"\n"
-    for block in iter_bytes(path):
-        n += block.count(b"\n")
-        last = block[-1:]
-    return n + (last != b"\n")
-
-
 def sha256_file(path: Path) -> str:
     """sha256 of the bytes as stored (what PROVENANCE and dataset cards list as "sha256 (file)")."""
     h = hashlib.sha256()

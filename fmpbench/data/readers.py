@@ -30,7 +30,6 @@ from fmpbench.data.errors import DataError
 from fmpbench.data.rawio import (
     arrow_stream,
     check_file,
-    count_lines,
     first_line,
     gzip_error,
     iter_lines,
@@ -179,10 +178,6 @@ class RawReader:
     def raw_arg(self) -> list[Path]:
         """What to pass as ``raw`` to prepare the same files again (used to rebuild a bad cache)."""
         return [self.main_file]
-
-    def count_rows(self) -> int:
-        """Data rows (lines minus header); used to place the sequential split's boundaries."""
-        return max(count_lines(self.main_file) - self.header_lines, 0)
 
     def batches(self, chunk_rows: int) -> Iterator[Batch]:
         raise NotImplementedError
