@@ -371,8 +371,11 @@ def _grid_records(
 
 
 def _print_summary(records: list[dict[str, Any]]) -> None:
-    """Means over seeds per method × k: AUC, logloss, parameter counts, MFLOPs per sample and seconds."""
+    """Means over seeds per method × k (AUC, logloss, parameter counts, MFLOPs per sample, seconds), then
+    every row that :func:`fmpbench.report.flags.flag_rows` flags."""
     import pandas as pd
+
+    from fmpbench.report.flags import flag_rows
 
     ok = [r for r in records if r["status"] == "ok"]
     if not ok:
@@ -398,6 +401,11 @@ def _print_summary(records: list[dict[str, Any]]) -> None:
     seconds = {column: "{:.1f}".format for column in ("search_s", "retrain_s", "total_s")}
     formats = {"auc": "{:.4f}".format, "logloss": "{:.4f}".format, "MFLOPs": "{:.3f}".format, **counts, **seconds}
     print(table.to_string(index=False, formatters=formats))
+    flagged = flag_rows(frame)
+    if not flagged.empty:
+        print(f"FLAGGED: {len(flagged)} rows to read before publishing (worse than chance, or far worse than none):")
+        for row in flagged.itertuples():
+            print(f"  {row.method} k={row.k} seed={row.seed}: {row.reason}")
 
 
 def command_prepare(args: argparse.Namespace) -> int:

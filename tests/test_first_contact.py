@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import pydoc
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from fmpbench import grid
@@ -16,6 +18,7 @@ from fmpbench.data import DATASETS, DEFAULT_MIN_COUNT, REAL_DATASETS
 from fmpbench.grid import EXECUTORS
 from fmpbench.models import BACKBONES
 from fmpbench.protocol import Task
+from fmpbench.report.flags import flag_rows
 from fmpbench.selectors import Selector, get_selector_class
 from fmpbench.training import TrainConfig
 
@@ -113,3 +116,59 @@ def test_first_eta_counts_the_search_it_waited_for(monkeypatch):
     first, last = stream.getvalue().splitlines()
     assert get_selector_class("lasso").search_cost == 5.0 and get_selector_class("none").search_cost == 0.0
     assert first.endswith("(ETA 10s)") and last.endswith("(ETA 0s)")
+
+
+def test_flag_rows_marks_worse_than_chance_and_far_worse_logloss_than_none():
+    runs = pd.DataFrame(
+        {
+            "dataset": ["a", "a", "a", "a", "b"],
+            "seed": [0, 0, 0, 1, 0],
+            "method": ["none", "lasso", "lightfmp", "lightfmp", "lightfmp"],
+            "test_auc": [0.70, 0.69, 0.31, 0.68, 0.60],
+            "test_logloss": [0.50, 0.549, 3.6, 0.60, 9.0],
+        }
+    )
+    flagged = flag_rows(runs)
+    assert flagged.index.tolist() == [2]  # seed 1 and dataset b have no `none` to compare logloss with
+    assert flagged.loc[2, "reason"] == "test AUC 0.3100 < 0.5; logloss 3.6000 > none's 0.5000 + 0.05"
+
+
+def test_run_summary_and_report_flag_a_result_worse_than_chance(tmp_path, capsys):
+    results = tmp_path / "results"
+    assert (
+        main(
+            [
+                "run",
+                "--dataset",
+                "synthetic",
+                "--rows",
+                "2000",
+                "--epochs",
+                "1",
+                "--methods",
+                "none,random",
+                "--k",
+                "3",
+                "--results",
+                str(results),
+                "--no-predictions",
+            ]
+        )
+        == 0
+    )
+    records = {json.loads(p.read_text())["method"]: p for p in results.glob("*.json")}
+    bad = json.loads(records["random"].read_text())
+    bad["test_auc"] = 0.3
+    records["random"].write_text(json.dumps(bad))
+
+    _print_summary([json.loads(p.read_text()) for p in records.values()])
+    out = capsys.readouterr().out
+    assert "FLAGGED: 1 rows to read before publishing" in out
+    assert "  random k=3 seed=0: test AUC 0.3000 < 0.5" in out
+
+    assert main(["report", "--results", str(results), "--out", str(tmp_path / "out")]) == 0
+    flags = (tmp_path / "out" / "flags.md").read_text()
+    assert "| synthetic | random | 3 | 0 | 0.3000 |" in flags
+    assert "rows to read before publishing (worse than chance, or far worse logloss than `none`): 1 — listed in" in (
+        (tmp_path / "out" / "README.md").read_text()
+    )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from fmpbench import stats
 from fmpbench.report import figures as fg
+from fmpbench.report import flags as fl
 from fmpbench.report import summary as sm
 from fmpbench.report import tables as tb
 from fmpbench.report.load import LoadedResults, load_results, slug
@@ -33,13 +34,15 @@ TABLE_DESCRIPTIONS = {
                              "informative and strong fields (`synthetic`, and stand-ins' documented roles).",
     "aukc_ranking": "AUKC (mean AUC over the k sweep) per dataset with its rank, the mean rank over datasets, "
                     "and the Friedman test.",
+    "flags": f"Rows to read before publishing: test AUC below {fl.AUC_FLOOR}, or test logloss more than "
+             f"{fl.LOGLOSS_MARGIN} above `none`'s on the same dataset and seed.",
     "failed_runs": "Every failed or diverged record with its error, expected-but-missing (k, seed) runs, "
                    "superseded duplicates and corrupt files that were skipped.",
 }
 # Files this module writes under fixed or per-dataset names; stale ones are removed before a rerun so that
 # a figure whose data has gone is never left behind looking current.
 _OWN_FILES = re.compile(
-    r"^(main_results|efficiency|ground_truth_recovery|aukc_ranking|failed_runs)\.(md|tex)$|"
+    r"^(main_results|efficiency|ground_truth_recovery|aukc_ranking|flags|failed_runs)\.(md|tex)$|"
     r"^(auc_vs_k|auc_vs_params|auc_vs_flops|time_split|cd_diagram|lightfmp_subset_ablation|"
     r"field_scores_[a-z0-9-]+|kendall_tau_[a-z0-9-]+)\.(png|pdf)$"
 )
@@ -105,7 +108,8 @@ def _write_report(loaded: LoadedResults, out_dir: Path, work: Path, figures: boo
                             n_ok=len(loaded.ok), n_failed=int((loaded.runs["status"] != "ok").sum()),
                             n_missing=int((fail["kind"] == "missing").sum()))
     tables = [tb.main_results_table(main), tb.efficiency_table(eff), tb.recovery_table(sm.recovery_summary(loaded)),
-              tb.aukc_table(aukc, grids, friedman_text), tb.failures_table(fail)]
+              tb.aukc_table(aukc, grids, friedman_text), fl.flags_table(fl.flag_rows(loaded.ok, ("block", "seed"))),
+              tb.failures_table(fail)]
     for table in tables:
         for suffix, text in ((".md", table.to_markdown()), (".tex", table.to_latex())):
             (work / f"{table.name}{suffix}").write_text(text, encoding="utf-8")
@@ -159,6 +163,8 @@ def _index(loaded: LoadedResults, summary: ReportSummary, tables: list[tb.Table]
         f"- records read: {summary.n_records} (successful: {summary.n_ok}, failed or diverged: {summary.n_failed}); "
         f"corrupt files skipped: {summary.n_corrupt}; expected-but-missing runs: {summary.n_missing} — all listed in "
         "`failed_runs.md`.",
+        f"- rows to read before publishing (worse than chance, or far worse logloss than `none`): "
+        f"{len(next(t for t in tables if t.name == 'flags').rows)} — listed in `flags.md`.",
     ]
     for block, bdf in loaded.runs.groupby("block", sort=True):
         seeds = sorted(set(bdf["seed"]))
