@@ -6,20 +6,22 @@ import io
 import json
 import pydoc
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from fmpbench import grid
-from fmpbench.catalog import builtin_methods
+from fmpbench.catalog import MethodInfo, builtin_methods, rows_of, summary_of
 from fmpbench.cli import _print_summary, main
 from fmpbench.data import DATASETS, DEFAULT_MIN_COUNT, REAL_DATASETS
 from fmpbench.grid import EXECUTORS
 from fmpbench.models import BACKBONES
 from fmpbench.protocol import Task
 from fmpbench.report.flags import flag_rows
-from fmpbench.selectors import Selector, get_selector_class
+from fmpbench.selectors import Selector, available_methods, get_selector_class, registry
 from fmpbench.training import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,3 +174,33 @@ def test_run_summary_and_report_flag_a_result_worse_than_chance(tmp_path, capsys
     assert "rows to read before publishing (worse than chance, or far worse logloss than `none`): 1 — listed in" in (
         (tmp_path / "out" / "README.md").read_text()
     )
+
+
+# Runs `python -m fmpbench ARGS` in this child and reports which heavy libraries it imported.
+IMPORTS_OF_CLI = """
+import runpy, sys
+sys.argv = ["fmpbench", *sys.argv[1:]]
+try:
+    runpy.run_module("fmpbench", run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    assert exc.code in (0, None), exc.code
+print("HEAVY", *sorted(m for m in ("torch", "scipy", "sklearn", "matplotlib") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["list", "methods"]])
+def test_help_and_list_methods_import_neither_torch_nor_scipy(argv):
+    child = subprocess.run(
+        [sys.executable, "-c", IMPORTS_OF_CLI, *argv], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.splitlines()[-1] == "HEAVY"
+
+
+def test_the_source_read_catalog_matches_the_imported_registry():
+    plugins = set(registry.plugin_methods())
+    imported = [get_selector_class(name) for name in available_methods() if name not in plugins]
+    assert builtin_methods() == [
+        MethodInfo(cls.name, summary_of(cls.__doc__), rows_of(cls.name, cls.native_name, cls.retrain_name))
+        for cls in imported
+    ]
