@@ -246,7 +246,12 @@ def test_a_broken_plugin_is_one_warning_line_and_the_command_works(tmp_path, arg
 def test_methods_all_names_the_installed_plugins_it_includes(monkeypatch, capsys):
     plugin = metadata.EntryPoint("rategain", "fmpbench_rategain:RateGain", registry.ENTRY_POINT_GROUP)
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "examples" / "plugin"))
-    monkeypatch.setattr(registry.metadata, "entry_points", lambda group: [plugin])
+    real = metadata.entry_points
+    monkeypatch.setattr(
+        registry.metadata,
+        "entry_points",
+        lambda **kw: [plugin] if kw.get("group") == "fmpbench.selectors" else real(**kw),
+    )
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     monkeypatch.setattr(registry, "_PLUGINS", [])
     monkeypatch.setattr(registry, "_entry_points_loaded", False)

@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
 
 from fmpbench.data.prepared import Split
 from fmpbench.data.synthetic import make_synthetic
@@ -37,12 +42,23 @@ def tiny_context(seed: int = 0) -> SearchContext:
     return SearchContext(seed=seed, backbone="mlp", backbone_params=dict(BACKBONE_PARAMS), train_config=TRAIN_CONFIG)
 
 
+def _with_plugin(entry_points: Callable[..., Any]) -> Callable[..., Any]:
+    """``entry_points`` that also lists the example plug-in in fmpbench's group (other groups unchanged)."""
+
+    def patched(**selection: Any) -> Any:
+        if selection.get("group") == registry.ENTRY_POINT_GROUP:
+            return [PLUGIN_ENTRY_POINT]
+        return entry_points(**selection)
+
+    return patched
+
+
 @pytest.fixture(scope="module", autouse=True)
 def example_plugin_installed():
     """The registry as it is once ``pip install examples/plugin`` has run, for this module only."""
     with pytest.MonkeyPatch.context() as patch:
         patch.syspath_prepend(str(EXAMPLE_PLUGIN))
-        patch.setattr(registry.metadata, "entry_points", lambda group: [PLUGIN_ENTRY_POINT])
+        patch.setattr(registry.metadata, "entry_points", _with_plugin(registry.metadata.entry_points))
         patch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
         patch.setattr(registry, "_PLUGINS", [])
         patch.setattr(registry, "_entry_points_loaded", False)
@@ -144,7 +160,7 @@ def test_get_support_rejects_impossible_k(method, fitted, data):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_get_support_before_fit_is_an_error(method):
-    with pytest.raises(RuntimeError, match="fit"):
+    with pytest.raises(NotFittedError, match="fit"):
         get_selector_class(method)().get_support(1)
 
 
@@ -186,3 +202,22 @@ def test_ties_go_to_the_lower_field_index(data):
     selector.set_scores(data, scores)
     assert selector.get_support(2).tolist() == [2, 5]
     assert selector.get_support(5).tolist() == [0, 2, 5, 9, 11]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_selectors_are_scikit_learn_estimators(method, fitted):
+    cls = get_selector_class(method)
+    selector = cls()
+    params = selector.get_params(deep=True)
+    assert params == selector.get_params(deep=False) == cls().get_params()
+    twin = clone(selector)
+    assert type(twin) is cls and twin is not selector and twin.get_params() == params
+    with pytest.raises(NotFittedError):
+        check_is_fitted(selector)
+    check_is_fitted(fitted(method)[0])
+    assert not hasattr(clone(fitted(method)[0]), "scores_")  # a clone is unfitted
+    if params:
+        name, value = next(iter(params.items()))
+        assert selector.set_params(**{name: value}) is selector
+        with pytest.raises(ValueError, match="Invalid parameter"):
+            selector.set_params(no_such_parameter=1)

@@ -7,13 +7,14 @@ one search serves every budget k. ``__init__`` stores hyper-parameters only; fit
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 from fmpbench.data.prepared import PreparedData
 from fmpbench.models import CTRModel, build_backbone
@@ -63,7 +64,7 @@ class NativeOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Selector:
+class Selector(BaseEstimator):
     """Base class of every field-selection method: score each field, higher = keep.
 
     Subclasses set ``name`` (the ``--methods`` name), store their hyper-parameters in ``__init__``
@@ -98,6 +99,10 @@ class Selector:
     Methods that also produce a model through their own pipeline set ``native_name`` and implement
     :meth:`fit_native`; the harness then reports that pipeline as an extra row. A complete plug-in
     package is in ``examples/plugin/``.
+
+    A ``Selector`` is a scikit-learn estimator (``get_params(deep)``, ``set_params``,
+    ``sklearn.base.clone``, ``check_is_fitted``); :class:`fmpbench.FieldSelector` wraps one as a
+    transformer of pandas DataFrames.
     """
 
     name: ClassVar[str] = ""
@@ -114,12 +119,6 @@ class Selector:
     scores_: np.ndarray
     n_features_in_: int
     feature_names_in_: list[str]
-
-    def get_params(self) -> dict[str, Any]:
-        """Hyper-parameters as given to ``__init__`` (recorded with every run)."""
-        sig = inspect.signature(type(self).__init__)
-        named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        return {n: getattr(self, n) for n, p in sig.parameters.items() if n != "self" and p.kind in named}
 
     def fit(self, data: PreparedData, context: SearchContext | None = None) -> Selector:
         raise NotImplementedError
@@ -147,8 +146,7 @@ class Selector:
 
     def get_support(self, k: int) -> np.ndarray:
         """Indices (ascending) of exactly ``k`` top-scoring fields."""
-        if not hasattr(self, "scores_"):
-            raise RuntimeError(f"{self.name}: call fit() before get_support()")
+        check_is_fitted(self)
         if not 1 <= k <= len(self.scores_):
             raise ValueError(f"k must be between 1 and {len(self.scores_)}, got {k}")
         return np.sort(self.ranking()[:k])
@@ -165,10 +163,9 @@ class Selector:
     def fit_native(self, k: int, data: PreparedData, context: SearchContext) -> NativeOutcome:
         raise NotImplementedError(f"{self.name} has no native pipeline")
 
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "scores_")
+
     def describe(self) -> dict[str, Any]:
         """Anything a method wants in each run record besides its parameters (e.g. subsample size)."""
         return {}
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"
