@@ -1,8 +1,11 @@
+import dataclasses
+
 import numpy as np
 import pytest
-from sklearn.metrics import log_loss, roc_auc_score
+from sklearn.metrics import log_loss, ndcg_score, roc_auc_score
 
-from fmpbench.training.metrics import auc, logloss
+from fmpbench.data.synthetic import make_synthetic
+from fmpbench.training.metrics import auc, gauc, logloss, ndcg_at_k, user_grouped_metrics
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -21,3 +24,68 @@ def test_auc_of_one_class_is_nan():
 
 def test_auc_all_ties_is_one_half():
     assert auc(np.array([0, 1, 0, 1]), np.zeros(4)) == 0.5
+
+
+def user_impressions(seed: int, n: int = 3000, n_users: int = 200):
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, n_users, n)
+    y = (rng.random(n) < 0.2 + 0.5 * (users % 3 == 0)).astype(np.float32)
+    scores = rng.random(n) + 0.3 * y  # continuous: no ties, so sklearn's tie handling does not matter
+    return users, y, scores
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_gauc_is_the_impression_weighted_mean_of_per_user_sklearn_aucs(seed):
+    users, y, scores = user_impressions(seed)
+    total, weight, skipped = 0.0, 0, 0
+    for u in np.unique(users):
+        rows = users == u
+        if len(np.unique(y[rows])) < 2:
+            skipped += 1
+            continue
+        total += roc_auc_score(y[rows], scores[rows]) * rows.sum()
+        weight += rows.sum()
+    result = gauc(users, y, scores)
+    assert skipped > 0  # the data has single-class users, so skipping is exercised
+    assert result.value == pytest.approx(total / weight, abs=1e-9)
+    assert result.skipped == skipped and result.users + skipped == len(np.unique(users))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_ndcg_at_10_is_the_mean_of_per_user_sklearn_ndcg_over_users_with_a_positive(seed):
+    users, y, scores = user_impressions(seed)
+    values, skipped = [], 0
+    for u in np.unique(users):
+        rows = users == u
+        if y[rows].sum() == 0:
+            skipped += 1
+        elif rows.sum() == 1:
+            values.append(1.0)  # one positive impression is a perfect ranking
+        else:
+            values.append(ndcg_score(y[rows][None], scores[rows][None], k=10))
+    result = ndcg_at_k(users, y, scores, k=10)
+    assert result.value == pytest.approx(np.mean(values), abs=1e-9)
+    assert result.skipped == skipped and result.users == len(values)
+
+
+def test_user_metrics_of_perfect_and_reversed_rankings():
+    users = np.array([1, 1, 1, 2, 2, 2, 3])
+    y = np.array([1, 0, 0, 0, 1, 1, 1])
+    perfect = y.astype(float)
+    assert gauc(users, y, perfect).value == 1.0 and gauc(users, y, perfect).skipped == 1
+    assert gauc(users, y, -perfect).value == 0.0
+    assert ndcg_at_k(users, y, perfect).value == 1.0
+    assert ndcg_at_k(users, y, -perfect).value < 1.0
+    with pytest.raises(ValueError, match="k must be"):
+        ndcg_at_k(users, y, perfect, k=0)
+
+
+def test_run_records_get_user_metrics_only_where_the_data_has_a_user_field():
+    data = make_synthetic(n_rows=2000, seed=0)
+    probs = np.random.default_rng(0).random(len(data.test))
+    assert user_grouped_metrics(data, probs)["test_gauc"] is None
+    with_users = dataclasses.replace(data, info={**data.info, "user_field": "hc_noise_0"})
+    record = user_grouped_metrics(with_users, probs)
+    users = data.test.X[:, data.field_names.index("hc_noise_0")]
+    assert record["test_gauc"] == gauc(users, data.test.y, probs).value
+    assert record["gauc_users"] + record["gauc_users_skipped"] == len(np.unique(users))
