@@ -53,6 +53,7 @@ from fmpbench.results import (
 )
 from fmpbench.selectors import SearchContext, Selector, get_selector_class
 from fmpbench.training import SplitTensors, TrainConfig, TrainingDiverged, TrainResult, evaluate
+from fmpbench.training.metrics import user_grouped_metrics
 
 LATENCY_BATCH = 1000
 
@@ -351,6 +352,7 @@ def _train_and_test(
         "selected_fields": [data.field_names[f] for f in fields],
         "test_auc": test_auc,
         "test_logloss": test_logloss,
+        **user_grouped_metrics(data, probs),
         "valid_auc": valid_auc,
         "retrain_seconds": retrain_seconds,
         "selection_seconds": selection_seconds,

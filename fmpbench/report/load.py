@@ -34,7 +34,7 @@ NUMERIC_FIELDS = (
     "test_auc", "test_logloss", "valid_auc", "embedding_params", "dense_params", "embedding_params_full",
     "dense_params_full", "flops_per_sample", "flops_per_sample_full", "embedding_lookups_per_sample",
     "search_seconds", "retrain_seconds", "total_seconds", "epochs", "seconds_per_epoch",
-    "inference_ms_per_1000", "peak_memory_mb",
+    "inference_ms_per_1000", "peak_memory_mb", "test_gauc", "test_ndcg10", "gauc_users", "gauc_users_skipped",
 )
 STANDIN_PREFIX = "standin:"
 COLUMNS = (
