@@ -27,7 +27,7 @@ import datetime as dt
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +170,9 @@ def _base_record(row: Row, task: Task, config: ExperimentConfig, data: PreparedD
         "data_info": {k: v for k, v in data.info.items() if isinstance(v, (int, float, str, bool, list, dict))},
         "num_fields": data.num_fields,
         "field_names": list(data.field_names),
+        "test_positives": int(np.count_nonzero(np.asarray(data.test.y) > 0.5)),
+        "test_negatives": int(np.count_nonzero(np.asarray(data.test.y) <= 0.5)),
+        "ground_truth": None if data.truth is None else asdict(data.truth),
         "k": row.k,
         "seed": task.seed,
         "backbone": config.backbone,

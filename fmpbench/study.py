@@ -1,14 +1,20 @@
 """A study: one documented grid over several datasets (plus ablations), read from a TOML file.
 
 The file under version control (``configs/study.toml``) is the record of what the committed
-results are: datasets and their raw files, methods, budgets, seeds, backbone and ablations.
-Every dataset is prepared (or taken from the cache), then run with ``--resume`` semantics, so an
-interrupted study continues where it stopped.
+results are: datasets and their raw files, methods, budgets, seeds, backbone, matched-budget
+baselines and ablations. Every dataset is prepared (or taken from the cache), then run with
+``--resume`` semantics, so an interrupted study continues where it stopped; ``datasets`` restricts a
+run to some of them (to run and commit a study in parts).
+
+With ``vary_split`` (the default) seed s draws its own random split — split seed = the dataset's
+``split_seed`` (default 2024) + s, vocabularies refitted on that split's training rows — so the
+standard deviation over seeds includes data-sampling variance, not only initialisation.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +25,17 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from fmpbench.data import DATASETS, get_dataset, prepare
+from fmpbench.data.prepared import PreparedData
+from fmpbench.data.refs import with_split_seed
 from fmpbench.grid import build_tasks, resolve_ks, run_grid
 from fmpbench.protocol import ExperimentConfig
 from fmpbench.selectors import available_methods
+
+#: what each table of a study file may hold; anything else is a mistake, not a silent no-op
+GRID_KEYS = ("results", "data_dir", "methods", "k", "seeds", "backbone", "jobs", "vary_split", "matched_baselines")
+DATASET_KEYS = ("raw", "rows", "generator_seed", "split_seed")
+ABLATION_KEYS = ("method", "datasets", "params")
+DEFAULT_SPLIT_SEED = 2024
 
 
 class StudyError(ValueError):
@@ -39,51 +53,84 @@ class Study:
     jobs: int
     datasets: dict[str, dict[str, Any]]
     ablations: list[dict[str, Any]] = field(default_factory=list)
+    vary_split: bool = True
+    matched_baselines: tuple[str, ...] = ()
+
+
+def _check_keys(path: Path, where: str, table: dict[str, Any], allowed: Sequence[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            raise StudyError(f"{path}: unknown key '{key}' in {where}; allowed: {', '.join(allowed)}")
 
 
 def load_study(path: Path) -> Study:
-    """Parse and validate a study file; every mistake is a one-line ``StudyError``."""
+    """Parse and validate a study file; every mistake (an unknown key included) is a one-line ``StudyError``."""
     try:
         raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise StudyError(f"cannot read study file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise StudyError(f"{path}: invalid TOML: {exc}") from None
+    _check_keys(path, "the file", raw, ("grid", "datasets", "ablation"))
     grid = raw.get("grid", {})
+    _check_keys(path, "[grid]", grid, GRID_KEYS)
     known = available_methods()
     methods = known if grid.get("methods", "all") == "all" else list(grid["methods"])
-    for name in [*methods, *(a.get("method", "") for a in raw.get("ablation", []))]:
+    ablations = list(raw.get("ablation", []))
+    for ablation in ablations:
+        _check_keys(path, "[[ablation]]", ablation, ABLATION_KEYS)
+    baselines = tuple(grid.get("matched_baselines", ()))
+    for name in [*methods, *baselines, *(a.get("method", "") for a in ablations)]:
         if name not in known:
             raise StudyError(f"{path}: unknown method '{name}'; choose from: {', '.join(known)}")
     datasets = raw.get("datasets", {})
     if not datasets:
         raise StudyError(f"{path}: no [datasets.*] tables")
-    for name in datasets:
+    for name, spec in datasets.items():
         if name not in DATASETS:
             raise StudyError(f"{path}: unknown dataset '{name}'; choose from: {', '.join(DATASETS)}")
+        _check_keys(path, f"[datasets.{name}]", spec, DATASET_KEYS)
     return Study(
         results=Path(grid.get("results", "results/study")),
         data_dir=Path(grid.get("data_dir", ".fmpbench-data")),
         methods=methods,
         k=[float(v) for v in grid.get("k", [0.25, 0.5, 0.75])],
-        seeds=int(grid.get("seeds", 3)),
+        seeds=int(grid.get("seeds", 5)),
         backbone=str(grid.get("backbone", "mlp")),
         jobs=int(grid.get("jobs", 1)),
         datasets=datasets,
-        ablations=list(raw.get("ablation", [])),
+        ablations=ablations,
+        vary_split=bool(grid.get("vary_split", True)),
+        matched_baselines=baselines,
     )
 
 
-def run_study(study: Study, stream: Any = sys.stderr) -> int:
-    """Run every dataset's grid and every ablation; returns the number of failed runs."""
+def _seed_data(name: str, spec: dict[str, Any], study: Study) -> dict[int, PreparedData]:
+    """Each seed's data: one split per seed with ``vary_split``, else the same split for every seed."""
+    base_seed = int(spec.get("split_seed", DEFAULT_SPLIT_SEED))
+    if "raw" in spec:
+        base = prepare(name, Path(spec["raw"]), study.data_dir, split_seed=base_seed)
+    else:
+        base = get_dataset(name, n_rows=spec.get("rows"), seed=int(spec.get("generator_seed", 0)))
+        base = with_split_seed(base, base_seed)
+    if not study.vary_split:
+        return {seed: base for seed in range(study.seeds)}
+    return {seed: with_split_seed(base, base_seed + seed, study.data_dir) for seed in range(study.seeds)}
+
+
+def run_study(study: Study, stream: Any = sys.stderr, only: Sequence[str] | None = None) -> int:
+    """Run every dataset's grid (or those in ``only``) and every ablation; returns the number of failed runs."""
     failed = 0
     for name, spec in study.datasets.items():
-        if "raw" in spec:
-            prepare(name, Path(spec["raw"]), study.data_dir)
-            data = get_dataset(name, study.data_dir, mmap=True)
-        else:
-            data = get_dataset(name, n_rows=spec.get("rows"))
-        print(f"== {name}: {data.data_source}, {data.num_fields} fields, {len(data.train):,} train rows", file=stream)
+        if only and name not in only:
+            continue
+        by_seed = _seed_data(name, spec, study)
+        data = by_seed[0]
+        print(
+            f"== {name}: {data.data_source}, {data.num_fields} fields, {len(data.train):,} train rows, "
+            f"{study.seeds} seeds{' (each its own split)' if study.vary_split else ''}",
+            file=stream,
+        )
         ks = resolve_ks(study.k, data.num_fields)
         variants: list[tuple[list[str], dict[str, dict[str, Any]]]] = [(study.methods, {})]
         for ablation in study.ablations:
@@ -96,8 +143,9 @@ def run_study(study: Study, stream: Any = sys.stderr) -> int:
                 n_rows=spec.get("rows"),
                 backbone=study.backbone,
                 method_params=method_params,
+                matched_baselines=study.matched_baselines if not method_params else (),
             )
             tasks = build_tasks(methods, list(range(study.seeds)), ks)
-            outcome = run_grid(tasks, config, data, study.results, resume=True, jobs=study.jobs, stream=stream)
+            outcome = run_grid(tasks, config, by_seed, study.results, resume=True, jobs=study.jobs, stream=stream)
             failed += len(outcome.failed)
     return failed

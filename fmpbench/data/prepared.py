@@ -45,6 +45,10 @@ class GroundTruth:
     """
 
     roles: dict[str, str]
+    #: interaction pairs: fields that matter only together
+    pairs: tuple[tuple[str, str], ...] = ()
+    #: redundant copy -> its source field
+    copies: dict[str, str] = field(default_factory=dict)
 
     @property
     def strong(self) -> list[str]:
@@ -53,6 +57,34 @@ class GroundTruth:
     @property
     def informative(self) -> list[str]:
         return [f for f, r in self.roles.items() if r in ("strong", "weak", "interaction")]
+
+    def score(self, selected: list[str]) -> dict[str, float]:
+        """How well a selection recovers the planted structure, and how much of its budget it wastes.
+
+        ``recall_informative`` / ``recall_strong``: share of those fields kept; ``pair_recall``: share of
+        interaction pairs kept *whole* (one member alone carries nothing); ``wasted_on_copies``: kept
+        fields whose signal another kept field already carries (a copy beside its source or another
+        copy of it); ``wasted_on_noise``: kept noise and high-cardinality noise fields;
+        ``budget_wasted``: both as a share of the selection.
+        """
+        kept = set(selected)
+        informative, strong = set(self.informative), set(self.strong)
+        signals: dict[str, int] = {}
+        for name in kept:
+            source = self.copies.get(name, name)
+            signals[source] = signals.get(source, 0) + 1
+        copies = sum(count - 1 for source, count in signals.items() if source in self.roles)
+        noise = sum(self.roles.get(f) in ("noise", "high_card_noise") for f in kept)
+        pairs = [a in kept and b in kept for a, b in self.pairs]
+        nan = float("nan")
+        return {
+            "recall_informative": len(kept & informative) / len(informative) if informative else nan,
+            "recall_strong": len(kept & strong) / len(strong) if strong else nan,
+            "pair_recall": float(np.mean(pairs)) if pairs else nan,
+            "wasted_on_copies": float(copies),
+            "wasted_on_noise": float(noise),
+            "budget_wasted": (copies + noise) / len(kept) if kept else nan,
+        }
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,17 @@ generators share one engine:
   subset of fields. ``data_source`` says ``standin:<name>`` so results are never confused with real
   ones.
 
-Label model: ``y ~ Bernoulli(sigmoid(b + sum_f w_f[x_f] + sum_pairs beta * s[x_a] * t[x_b]))``.
-Main-effect fields draw values from a Zipf-like law; interaction fields are uniform and their sign
-vectors ``s, t`` are balanced (+1/-1 equally often), so each interaction field alone has exactly zero
-marginal effect in the population. Redundant fields are a deterministic relabelling (optionally a
-coarsening) of their source field. The bias ``b`` is tuned by bisection to hit the target label rate.
+Label model: ``y ~ Bernoulli(sigmoid(b + sum_f scale_f * w_f[x_f] + sum_pairs beta * s[x_a] * t[x_b]))``.
+Every field draws its values from a Zipf-like law, interaction fields included (real fields are
+skewed; a uniform interaction field is the easy case). An interaction field's value vector ``s`` is
+centred and scaled *under that field's own Zipf margin* (E[s] = 0, E[s²] = 1), so with independent
+fields each interaction field alone has exactly zero first-order effect in the population: it can only
+be found through its partner. Redundant fields are a deterministic relabelling (optionally a
+coarsening) of their source field: picking both spends budget on one signal. A weak field's
+``scale`` can put it near the noise floor. The bias ``b`` is tuned by bisection to hit the label rate.
+
+Generator version 2 (this one) introduced Zipf margins for interaction fields, a second interaction
+pair and a faint weak field; version 1 had uniform interaction fields and one pair.
 """
 
 from __future__ import annotations
@@ -30,14 +36,15 @@ from fmpbench.data.prepared import GroundTruth, PreparedData, Split
 from fmpbench.data.splits import SPLIT_NAMES, random_split, sequential_split
 from fmpbench.data.vocab import encode_dense_columns
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 ROLES = ("strong", "weak", "interaction", "redundant", "high_card_noise", "noise")
 
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """One generated field. ``source``/``coarsen`` only for ``redundant``; ``zipf`` is the exponent."""
+    """One generated field. ``source``/``coarsen`` only for ``redundant``; ``zipf`` is the exponent;
+    ``scale`` multiplies the role's effect size (strong/weak only)."""
 
     name: str
     card: int
@@ -45,6 +52,20 @@ class FieldSpec:
     zipf: float = 1.1
     source: str | None = None
     coarsen: int = 1
+    scale: float = 1.0
+
+
+def truth_of(specs: tuple[FieldSpec, ...]) -> GroundTruth:
+    """The planted structure of a schema: roles, interaction pairs (consecutive interaction fields, in
+    schema order) and the source of each redundant copy."""
+    inter = [s.name for s in specs if s.role == "interaction"]
+    if len(inter) % 2:
+        raise ValueError("interaction fields must come in pairs")
+    return GroundTruth(
+        roles={s.name: s.role for s in specs},
+        pairs=tuple(zip(inter[::2], inter[1::2], strict=True)),
+        copies={s.name: s.source for s in specs if s.role == "redundant" and s.source},
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -59,19 +80,19 @@ _SYNTHETIC_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("weak_0", 10, "weak", 0.9),
     FieldSpec("noise_1", 7, "noise", 0.9),
     FieldSpec("strong_0", 20, "strong", 0.9),
-    FieldSpec("inter_a", 8, "interaction"),
-    FieldSpec("noise_2", 12, "noise", 1.0),
+    FieldSpec("inter_a", 8, "interaction", 0.9),
+    FieldSpec("inter_b", 12, "interaction", 1.0),  # pairs with inter_a
     FieldSpec("redundant_0", 20, "redundant", source="strong_0"),
     FieldSpec("hc_noise_1", 5000, "high_card_noise", 1.05),
     FieldSpec("strong_1", 50, "strong", 1.0),
     FieldSpec("weak_1", 30, "weak", 1.0),
     FieldSpec("noise_3", 40, "noise", 1.0),
-    FieldSpec("inter_b", 8, "interaction"),
+    FieldSpec("inter_c", 8, "interaction", 0.9),
     FieldSpec("redundant_1", 10, "redundant", source="strong_0", coarsen=2),
     FieldSpec("strong_2", 100, "strong", 1.0),
     FieldSpec("hc_noise_2", 3000, "high_card_noise", 1.05),
-    FieldSpec("weak_2", 60, "weak", 1.0),
-    FieldSpec("noise_4", 100, "noise", 1.0),
+    FieldSpec("weak_2", 60, "weak", 1.0, scale=0.4),  # near the noise floor
+    FieldSpec("inter_d", 30, "interaction", 1.0),  # pairs with inter_c
 )
 
 
@@ -217,21 +238,24 @@ def standin_schema(name: str) -> tuple[FieldSpec, ...]:
 # --------------------------------------------------------------------------------------------
 
 
-def _zipf_draw(rng: np.random.Generator, card: int, a: float, n: int) -> np.ndarray:
-    """Draw ``n`` codes in ``[0, card)`` with P(k) ~ (k+1)^-a by inverse CDF (vectorised, fast)."""
+def _zipf_draw(rng: np.random.Generator, card: int, a: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` codes in ``[0, card)`` with P(rank k) ~ (k+1)^-a by inverse CDF, and each code's probability."""
     p = np.arange(1, card + 1, dtype=np.float64) ** (-a)
-    cdf = np.cumsum(p)
-    cdf /= cdf[-1]
-    codes = np.searchsorted(cdf, rng.random(n), side="right")
+    p /= p.sum()
+    codes = np.searchsorted(np.cumsum(p), rng.random(n), side="right")
     np.minimum(codes, card - 1, out=codes)
     # Shuffle which code is frequent so code order carries no information.
-    return rng.permutation(card)[codes]
+    perm = rng.permutation(card)
+    prob = np.empty(card)
+    prob[perm] = p
+    return perm[codes], prob
 
 
-def _balanced_signs(rng: np.random.Generator, card: int) -> np.ndarray:
-    half = card // 2
-    s = np.concatenate([np.ones(half), -np.ones(half), np.zeros(card - 2 * half)])
-    return rng.permutation(s)
+def _centred_signs(rng: np.random.Generator, prob: np.ndarray) -> np.ndarray:
+    """Random ±1 per value, centred and scaled under ``prob``: E[s] = 0 and E[s²] = 1 exactly."""
+    signs = rng.permutation(np.resize([1.0, -1.0], len(prob)))
+    centred = signs - prob @ signs
+    return centred / np.sqrt(prob @ centred**2)
 
 
 def _tune_bias(logit: np.ndarray, rate: float) -> float:
@@ -290,6 +314,7 @@ def _generate(
     cards: list[int] = []
     logit = np.zeros(n_rows)
     inter: list[int] = []
+    margins: dict[int, np.ndarray] = {}
     for i, s in enumerate(specs):
         if s.role == "redundant":
             src = by_name[s.source] if s.source is not None else -1
@@ -299,20 +324,19 @@ def _generate(
             raw[:, i] = rng.permutation(card)[raw[:, src] // s.coarsen]
         elif s.role == "interaction":
             card = s.card
-            raw[:, i] = rng.integers(0, card, n_rows)
+            raw[:, i], margins[i] = _zipf_draw(rng, card, s.zipf, n_rows)
             inter.append(i)
         else:
             card = s.card
-            raw[:, i] = _zipf_draw(rng, card, s.zipf, n_rows)
-            scale = {"strong": strong_scale, "weak": weak_scale}.get(s.role, 0.0)
+            raw[:, i], _ = _zipf_draw(rng, card, s.zipf, n_rows)
+            scale = s.scale * {"strong": strong_scale, "weak": weak_scale}.get(s.role, 0.0)
             if scale:
                 w = rng.normal(0.0, scale, card)
                 logit += w[raw[:, i]]
         cards.append(card)
-    if len(inter) % 2:
-        raise ValueError("interaction fields must come in pairs")
+    truth = truth_of(specs)
     for a, b in zip(inter[::2], inter[1::2], strict=True):
-        sa, sb = _balanced_signs(rng, cards[a]), _balanced_signs(rng, cards[b])
+        sa, sb = _centred_signs(rng, margins[a]), _centred_signs(rng, margins[b])
         logit += interaction_scale * sa[raw[:, a]] * sb[raw[:, b]]
     bias = _tune_bias(logit, label_rate)
     prob = 1.0 / (1.0 + np.exp(-(bias + logit)))
@@ -351,7 +375,7 @@ def _generate(
         fingerprint=fingerprint,
         data_source=data_source,
         info=info,
-        truth=GroundTruth(roles={s.name: s.role for s in specs}),
+        truth=truth,
     )
 
 
@@ -369,9 +393,11 @@ def make_synthetic(
 ) -> PreparedData:
     """The ``synthetic`` dataset: 18 fields with known roles (see ``GroundTruth``).
 
-    3 strong, 3 weak, 2 interaction-only (one pair), 2 redundant copies of ``strong_0`` (an exact
-    relabelling and a 2:1 coarsening), 3 high-cardinality noise fields (2k-5k values) and 5 pure
-    noise fields. Deterministic for ``seed``; the split uses ``split_seed``.
+    3 strong, 3 weak (``weak_2`` near the noise floor, at 0.4 × the weak effect), 4 interaction-only
+    fields in two pairs (Zipf margins, no first-order effect), 2 redundant copies of ``strong_0`` (an
+    exact relabelling and a 2:1 coarsening), 3 high-cardinality noise fields (2k-5k values) and 3 pure
+    noise fields. Deterministic for ``seed``; the split uses ``split_seed``. Method defaults and tests
+    use generator seeds 0-2; the committed study reports seed 7, which nothing was tuned on.
     """
     return _generate(
         name="synthetic",
