@@ -223,6 +223,30 @@ def test_ctrl_c_with_worker_processes_stops_them_cleanly(tmp_path):
     assert not _live_in_group(process.pid)
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to list a process group")
+def test_kill_9_of_the_main_process_leaves_no_worker_alive(tmp_path):
+    """Issue 12 case 4: an orphaned worker used to live on forever, blocked on its task pipe."""
+    results = tmp_path / "runs"
+    grid = [*TINY_RUN, "--epochs", "3", "--methods", "none,random,lasso", "--k", "3,6", "--seeds", "3", "--jobs", "2"]
+    process = subprocess.Popen(
+        _cli(*grid, "--results", str(results)), stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        _wait_for_records(results, process, 1, timeout=180)
+        assert len(_live_in_group(process.pid)) >= 2, "no worker process"
+        process.kill()
+        process.wait(timeout=30)
+        deadline = time.monotonic() + 60
+        while _live_in_group(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _live_in_group(process.pid), "workers outlived their parent"
+    finally:
+        if process.poll() is None:
+            process.kill()
+        for pid in _live_in_group(process.pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 # ---------------------------------------------------------------- corrupt cache and records
 
 
