@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -15,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fmpbench import data as data_module
 from fmpbench.cli import main
-from fmpbench.data import get_dataset, prepare
+from fmpbench.data import DataError, get_dataset, load_prepared, prepare
 from fmpbench.data.fixtures import criteo_lines, write_lines
 from fmpbench.data.prepared import Split
 from fmpbench.grid import GridError, build_tasks, run_grid
@@ -197,3 +199,39 @@ def test_case1_sequential_split_ignores_blank_lines_and_skipped_rows(tmp_path):
     data = prepare("criteo", raw, tmp_path / "dd", split="sequential", min_count=1, skip_bad_rows=True)
     assert data.info["split_sizes"] == {"train": 70, "valid": 20, "test": 10}
     assert data.info["skipped_rows"] == 1
+
+
+# ---------------------------------------------------------------- case 6: raw file changing under prepare
+
+
+def test_case6_rows_appended_during_prepare_are_refused_and_leave_no_cache(tmp_path, monkeypatch):
+    raw = write_lines(tmp_path / "train.txt", criteo_lines(300, seed=8))
+    data_dir = tmp_path / "dd"
+    real_run = data_module._run
+
+    def append_while_parsing(reader, build, **kwargs):  # noqa: ANN001, ANN202 - same signature as the real one
+        out = real_run(reader, build, **kwargs)
+        with open(raw, "a", encoding="utf-8") as handle:
+            handle.write("\n".join(criteo_lines(20, seed=9)) + "\n")
+        return out
+
+    monkeypatch.setattr(data_module, "_run", append_while_parsing)
+    with pytest.raises(DataError, match=f"^{raw}: the raw file changed while it was being prepared \\(bytes "):
+        prepare("criteo", raw, data_dir, min_count=1)
+    assert load_prepared("criteo", data_dir) is None
+    assert [p.name for p in (data_dir / "criteo").iterdir()] == ["raw_checksums.json"]
+
+
+def test_case6_an_edit_that_keeps_size_and_mtime_is_not_served_from_the_old_cache(tmp_path):
+    raw = write_lines(tmp_path / "train.txt", criteo_lines(300, seed=8))
+    data_dir = tmp_path / "dd"
+    first = prepare("criteo", raw, data_dir, min_count=1)
+    before = raw.stat()
+    payload = bytearray(raw.read_bytes())
+    payload[0:1] = b"1" if payload[0:1] == b"0" else b"0"  # the first row's label, same size
+    raw.write_bytes(bytes(payload))
+    os.utime(raw, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (raw.stat().st_size, raw.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    second = prepare("criteo", raw, data_dir, min_count=1)
+    assert second.fingerprint != first.fingerprint
+    assert second.info["raw"]["train"]["sha256"] == hashlib.sha256(bytes(payload)).hexdigest()

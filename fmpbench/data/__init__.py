@@ -68,21 +68,32 @@ def _check_name(name: str) -> None:
         raise ValueError(f"unknown dataset {name!r}; choose from: {', '.join(DATASETS)}")
 
 
-def _raw_checksums(root: Path, files: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    """sha256 of each raw file, remembered by (path, size, mtime) so a re-run skips re-hashing."""
+def _identity(st: os.stat_result) -> dict[str, int]:
+    """What changes whenever a file's bytes do: ``ctime_ns`` moves on every write and, unlike the
+    modification time, cannot be set back (``os.utime``/``touch -d``), and a replaced file has a new inode."""
+    return {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "inode": st.st_ino}
+
+
+def _raw_checksums(root: Path, files: dict[str, Path]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, int]]]:
+    """sha256 of each raw file, and each file's identity (``_identity``) taken before it was read.
+
+    A checksum is remembered under the file's identity, so a re-run skips re-hashing only while size,
+    mtime, ctime and inode are all unchanged: an edit that keeps size and mtime still moves ctime.
+    """
     memo_path = root / _RAW_SUMS
     try:
         memo = json.loads(memo_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         memo = {}
     out: dict[str, dict[str, Any]] = {}
+    identities: dict[str, dict[str, int]] = {}
     changed = False
     for role, p in files.items():
         ap = str(p.resolve())
-        st = p.stat()
+        identities[role] = identity = _identity(p.stat())
         rec = memo.get(ap)
-        if not (rec and rec.get("bytes") == st.st_size and rec.get("mtime_ns") == st.st_mtime_ns):
-            rec = {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(p)}
+        if not (isinstance(rec, dict) and all(rec.get(k) == v for k, v in identity.items()) and "sha256" in rec):
+            rec = {**identity, "sha256": sha256_file(p)}
             memo[ap] = rec
             changed = True
         out[role] = {"path": ap, "name": p.name, "bytes": rec["bytes"], "sha256": rec["sha256"]}
@@ -92,7 +103,20 @@ def _raw_checksums(root: Path, files: dict[str, Path]) -> dict[str, dict[str, An
             _cache.write_json_atomic(memo_path, memo)
         except OSError:
             pass
-    return out
+    return out, identities
+
+
+def _check_unchanged(files: dict[str, Path], before: dict[str, dict[str, int]]) -> None:
+    """Refuse a raw file that changed between its first read (the checksum) and its last (the parse).
+
+    Otherwise rows appended during preparation would land in a cache keyed by the old bytes' checksum.
+    """
+    for role, p in files.items():
+        now = _identity(p.stat())
+        if now != before[role]:
+            diffs = ", ".join(f"{k} {before[role][k]} -> {now[k]}" for k in now if now[k] != before[role][k])
+            raise DataError(f"{p}: the raw file changed while it was being prepared ({diffs}); prepare again once "
+                            "nothing writes to it")
 
 
 def fingerprint_of(name: str, raw_sums: dict[str, dict[str, Any]], params: dict[str, Any]) -> str:
@@ -147,7 +171,7 @@ def prepare(
         name, raw, skip_bad_rows=skip_bad_rows, style_min_share=style_min_share, drop_duplicates=drop_duplicates
     )
     root = _cache.dataset_root(data_dir, name)
-    raw_sums = _raw_checksums(root, reader.files())
+    raw_sums, identities = _raw_checksums(root, reader.files())
     params: dict[str, Any] = {
         "min_count": mc,
         "split": split,
@@ -178,6 +202,7 @@ def prepare(
             chunk_rows=chunk_rows,
             progress=progress,
         )
+        _check_unchanged(reader.files(), identities)
         info = out["info"]
         info.update(dataset=name, raw=raw_sums, params=params)
         meta = {
