@@ -257,8 +257,7 @@ def _resolve_methods(text: str) -> list[str]:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from fmpbench.data import DATASETS, get_dataset
-    from fmpbench.data.cache import dataset_root
+    from fmpbench.data import DATASETS
     from fmpbench.grid import EXECUTORS, build_tasks, check_k_spec, resolve_ks, run_grid
     from fmpbench.models import BACKBONES
     from fmpbench.protocol import ExperimentConfig
@@ -293,29 +292,10 @@ def command_run(args: argparse.Namespace) -> int:
     _check_can_create(results_dir)
     overrides = {"max_epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device}
     train_config = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
-    data_log = logging.getLogger("fmpbench.data")
-    level = data_log.level
-    data_log.setLevel(logging.ERROR)  # its stand-in notice: this command prints a louder one just below
-    try:
-        data = get_dataset(args.dataset, data_dir, n_rows=args.rows, mmap=True)
-    finally:
-        data_log.setLevel(level)
+    data = _load_data(args.dataset, data_dir, args.rows)
     ks = resolve_ks(ks_spec, data.num_fields)
     _make_writable_dir(results_dir)  # only now: a usage error above leaves no trace on disk
-    if data.data_source == "real" and args.rows is not None:
-        print(
-            f"fmpbench: warning: --rows {args.rows} is ignored: '{args.dataset}' is the prepared real data in "
-            f"'{data_dir}' ({len(data.train):,} training rows); --rows sizes only stand-in and synthetic data",
-            file=sys.stderr,
-        )
-    if data.data_source.startswith("standin"):
-        print(
-            f"*** NOTE: no prepared '{args.dataset}' data in '{dataset_root(data_dir, args.dataset)}': using the "
-            f"built-in SYNTHETIC "
-            f"STAND-IN ({data.data_source}, {len(data.train)} training rows). Results are not real-data "
-            f"results. Run `python -m fmpbench prepare {args.dataset} --raw FILE` for real data. ***",
-            file=sys.stderr,
-        )
+    _announce_data(data, data_dir, args.rows)
     backbone_params = {"embed_dim": args.embed_dim} if args.embed_dim else {}
     config = ExperimentConfig(
         dataset=args.dataset,
@@ -350,6 +330,37 @@ def command_run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 1 if outcome.failed else 0
+
+
+def _load_data(dataset: str, data_dir: str, rows: int | None) -> PreparedData:
+    from fmpbench.data import get_dataset
+
+    data_log = logging.getLogger("fmpbench.data")
+    level = data_log.level
+    data_log.setLevel(logging.ERROR)  # its stand-in notice: :func:`_announce_data` prints a louder one
+    try:
+        return get_dataset(dataset, data_dir, n_rows=rows, mmap=True)
+    finally:
+        data_log.setLevel(level)
+
+
+def _announce_data(data: PreparedData, data_dir: str, rows: int | None) -> None:
+    """Say it when the data is a stand-in (and which folder had no prepared data), or ignores --rows."""
+    from fmpbench.data.cache import dataset_root
+
+    if data.data_source == "real" and rows is not None:
+        print(
+            f"fmpbench: warning: --rows {rows} is ignored: '{data.name}' is the prepared real data in "
+            f"'{data_dir}' ({len(data.train):,} training rows); --rows sizes only stand-in and synthetic data",
+            file=sys.stderr,
+        )
+    if data.data_source.startswith("standin"):
+        print(
+            f"*** NOTE: no prepared '{data.name}' data in '{dataset_root(data_dir, data.name)}': using the "
+            f"built-in SYNTHETIC STAND-IN ({data.data_source}, {len(data.train)} training rows). Results are "
+            f"not real-data results. Run `python -m fmpbench prepare {data.name} --raw FILE` for real data. ***",
+            file=sys.stderr,
+        )
 
 
 def _grid_records(

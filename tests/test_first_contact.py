@@ -78,6 +78,7 @@ def test_prepare_help_documents_data_dir_and_min_count(capsys):
 def test_summary_prints_integer_counts_and_mflops(capsys):
     record = {
         "status": "ok",
+        "dataset": "synthetic",
         "method": "lasso",
         "k": 5,
         "seed": 0,
