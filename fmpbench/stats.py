@@ -92,6 +92,35 @@ def wilcoxon_test(a: ArrayLike, b: ArrayLike) -> float:
     return float(ss.wilcoxon(d).pvalue)
 
 
+def wilcoxon_min_p(n_pairs: int) -> float:
+    """The smallest two-sided p-value the exact Wilcoxon signed-rank test can give with ``n_pairs`` pairs.
+
+    2 / 2**n: every difference of one sign. With 5 seeds it is 0.0625, so no Wilcoxon test over 5
+    seeds can be significant at 0.05 — a report must say so rather than print the p-value as evidence.
+    """
+    return 2.0 / 2.0**n_pairs if n_pairs >= 1 else float("nan")
+
+
+def can_reach(test: str, n_pairs: int, alpha: float = 0.05) -> bool:
+    """Whether ``test`` ("t" or "wilcoxon") can reach p < ``alpha`` at all with ``n_pairs`` pairs."""
+    if test == "wilcoxon":
+        return wilcoxon_min_p(n_pairs) < alpha
+    return n_pairs >= 2
+
+
+def paired_mean_ci(a: ArrayLike, b: ArrayLike, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of the paired differences a − b and its two-sided t confidence interval (the effect size
+    beside a p-value). Fewer than 2 finite pairs: the interval is (nan, nan)."""
+    d = _paired_diffs(a, b)
+    if d.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(np.mean(d))
+    if d.size < 2:
+        return mean, float("nan"), float("nan")
+    half = float(ss.t.ppf(0.5 + level / 2, d.size - 1) * np.std(d, ddof=1) / math.sqrt(d.size))
+    return mean, mean - half, mean + half
+
+
 def holm(pvalues: ArrayLike) -> np.ndarray:
     """Holm–Bonferroni step-down adjusted p-values, in the input order.
 
@@ -292,7 +321,8 @@ def compare_to_reference(
     Pairing is by seed: a method's value for seed s is matched with the reference's value for the
     same seed; seeds missing or non-finite on either side are dropped from that pair of methods.
     One row per other method, in order of first appearance, with columns: ``method``, ``n_pairs``,
-    ``mean`` (method mean over the paired seeds), ``mean_delta`` (mean of method - reference),
+    ``mean`` (method mean over the paired seeds), ``mean_delta`` (mean of method - reference) with its
+    95 % t interval (``ci_low``, ``ci_high``),
     ``ttest_p``, ``wilcoxon_p``, their Holm-adjusted versions across the methods compared
     (``ttest_p_holm``, ``wilcoxon_p_holm``), and ``equivalent`` (|mean_delta| < threshold).
     A (method, seed) appearing twice is ambiguous and raises ``ValueError``.
@@ -320,12 +350,14 @@ def compare_to_reference(
                 "n_pairs": int(a.size),
                 "mean": float(np.mean(a)) if a.size else float("nan"),
                 "mean_delta": delta,
+                "ci_low": paired_mean_ci(a, b)[1],
+                "ci_high": paired_mean_ci(a, b)[2],
                 "ttest_p": paired_ttest(a, b),
                 "wilcoxon_p": wilcoxon_test(a, b),
                 "equivalent": practically_equivalent(delta, threshold),
             }
         )
-    cols = ["method", "n_pairs", "mean", "mean_delta", "ttest_p", "wilcoxon_p", "ttest_p_holm",
+    cols = ["method", "n_pairs", "mean", "mean_delta", "ci_low", "ci_high", "ttest_p", "wilcoxon_p", "ttest_p_holm",
             "wilcoxon_p_holm", "equivalent"]
     out = pd.DataFrame(rows, columns=[c for c in cols if not c.endswith("_holm")])
     out["ttest_p_holm"] = holm(out["ttest_p"].to_numpy(dtype=np.float64))
@@ -348,13 +380,51 @@ def critical_difference(k: int, n_blocks: int, alpha: float = 0.05) -> float:
 
 
 class FriedmanResult(NamedTuple):
-    """Friedman test over datasets plus Nemenyi post-hoc and critical difference."""
+    """Friedman test (and its Iman–Davenport F form) over datasets, Nemenyi post-hoc and critical
+    difference, and pairwise Wilcoxon–Holm p-values (the cliques of Benavoli et al. 2016)."""
 
     statistic: float
     p_value: float
     avg_ranks: pd.Series
     nemenyi: pd.DataFrame
     cd: float
+    iman_davenport: float = float("nan")
+    iman_davenport_p: float = float("nan")
+    wilcoxon_holm: pd.DataFrame | None = None
+    n_blocks: int = 0
+
+
+def iman_davenport(chi2: float, n_blocks: int, k: int) -> tuple[float, float]:
+    """Iman–Davenport's F = (N−1)χ² / (N(k−1) − χ²) on (k−1, (k−1)(N−1)) degrees of freedom.
+
+    Friedman's χ² is conservative for few blocks (Demšar 2006 §3.2.2); F is the recommended form.
+    A perfect concordance (denominator 0) gives F = inf and p = 0.
+    """
+    if not (math.isfinite(chi2) and n_blocks >= 2 and k >= 2):
+        return float("nan"), float("nan")
+    denominator = n_blocks * (k - 1) - chi2
+    if denominator <= 0:
+        return float("inf"), 0.0
+    f = (n_blocks - 1) * chi2 / denominator
+    return float(f), float(ss.f.sf(f, k - 1, (k - 1) * (n_blocks - 1)))
+
+
+def wilcoxon_holm(table: pd.DataFrame) -> pd.DataFrame:
+    """Pairwise two-sided Wilcoxon signed-rank p-values between the columns (methods) of ``table``
+    over its rows (blocks), Holm-adjusted over all pairs; a symmetric matrix with 1 on the diagonal.
+
+    Methods whose adjusted p ≥ alpha form cliques (joined by a bar in the diagram) — the pairwise
+    procedure Benavoli, Corani and Mangili (2016) recommend over the Nemenyi mean-rank test.
+    """
+    t = table.dropna(axis=0, how="any").astype(np.float64)
+    names = list(t.columns)
+    pairs = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names))]
+    raw = [wilcoxon_test(t.iloc[:, i], t.iloc[:, j]) for i, j in pairs]
+    adjusted = holm(raw)
+    out = pd.DataFrame(np.ones((len(names), len(names))), index=names, columns=names)
+    for (i, j), p in zip(pairs, adjusted, strict=True):
+        out.iloc[i, j] = out.iloc[j, i] = 1.0 if math.isnan(p) else p
+    return out
 
 
 def friedman_nemenyi(table: pd.DataFrame, alpha: float = 0.05) -> FriedmanResult:
@@ -385,7 +455,9 @@ def friedman_nemenyi(table: pd.DataFrame, alpha: float = 0.05) -> FriedmanResult
         nemenyi = sp.posthoc_nemenyi_friedman(t)
     else:
         nemenyi = pd.DataFrame(np.ones((k, k)), index=t.columns, columns=t.columns)
-    return FriedmanResult(stat, p, avg_ranks, nemenyi, critical_difference(k, n, alpha))
+    f, f_p = iman_davenport(stat, n, k)
+    return FriedmanResult(stat, p, avg_ranks, nemenyi, critical_difference(k, n, alpha), f, f_p,
+                          wilcoxon_holm(t), n)
 
 
 def plot_cd_diagram(

@@ -136,9 +136,15 @@ def test_failures_missing_and_corrupt_are_listed(report):
 def test_recovery_efficiency_and_aukc_tables(report):
     _, summary = report
     recovery = (summary.out_dir / "ground_truth_recovery.md").read_text()
-    # good keeps strong_0, strong_1 at k = 2: precision 1 on strong and on the 5 informative fields
-    assert "| synthetic | 2 | good | 3 | **1.00 ± 0.00** | **0.40 ± 0.00** | **1.00 ± 0.00** | **1.00 ± 0.00** |" \
-        in recovery
+    # good keeps strong_0, strong_1 at k = 2: 2 of the 5 informative fields, both strong ones, no
+    # interaction pair, no copy, no noise (the records store no truth: it comes from the field names)
+    assert ("| synthetic | 2 | good | 3 | **0.40 ± 0.00** | **1.00 ± 0.00** | **0.00 ± 0.00** | **0.00 ± 0.00** "
+            "| **0.00 ± 0.00** | **0.00 ± 0.00** |") in recovery
+    # random keeps inter_b and noise_0 at k = 2: one noise field = half its budget wasted; at k = 6 it keeps
+    # the pair inter_a + inter_b whole and both redundant_0 and strong_0 (one copy too many)
+    assert ("| synthetic | 2 | random | 3 | 0.20 ± 0.00 | 0.00 ± 0.00 | **0.00 ± 0.00** | **0.00 ± 0.00** "
+            "| 1.00 ± 0.00 | 0.50 ± 0.00 |") in recovery
+    assert "| synthetic | 6 | random | 3 | 0.60 ± 0.00 | 0.50 ± 0.00 | **1.00 ± 0.00** | **1.00 ± 0.00** |" in recovery
     assert "toy" not in recovery  # no planted truth on real data
     efficiency = (summary.out_dir / "efficiency.md").read_text()
     assert "| synthetic | 4 | good | 3 | 400 | 200 | 50.0 | 4,000 | 50.0 | 2.00 | 4.00 | 6.00 | 2.0 |" in efficiency
@@ -243,5 +249,5 @@ def test_real_run_records_are_read(tiny_synthetic, tmp_path):
     loaded = load_results(tmp_path)
     assert list(loaded.ok["label"]) == ["lasso"] and loaded.ok["has_predictions"].all()
     recovery = recovery_summary(loaded)
-    assert len(recovery) == 1 and 0.0 <= recovery["precision_informative_mean"].iloc[0] <= 1.0
+    assert len(recovery) == 1 and 0.0 <= recovery["recall_informative_mean"].iloc[0] <= 1.0
     json.dumps(loaded.ok["params"].iloc[0])

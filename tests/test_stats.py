@@ -431,3 +431,56 @@ def test_plot_cd_diagram_draws_on_axes():
     texts = " ".join(tx.get_text() for tx in ax.texts)
     for name in t.columns:
         assert name in texts
+
+
+# -- effect sizes, reachability, Iman–Davenport, Wilcoxon–Holm cliques ------------------------------
+
+
+def test_paired_mean_ci_is_the_t_interval_of_the_differences():
+    from scipy import stats as ss
+
+    from fmpbench.stats import paired_mean_ci
+
+    a, b = np.array([0.71, 0.73, 0.70, 0.74, 0.72]), np.array([0.70, 0.70, 0.71, 0.72, 0.70])
+    d = a - b
+    lo, hi = ss.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=ss.sem(d))
+    assert paired_mean_ci(a, b) == pytest.approx((d.mean(), lo, hi))
+    assert np.isnan(paired_mean_ci([0.7], [0.6])[1])
+
+
+def test_wilcoxon_cannot_reach_significance_with_five_seeds():
+    from fmpbench.stats import can_reach, wilcoxon_min_p, wilcoxon_test
+
+    assert wilcoxon_min_p(5) == 0.0625
+    assert wilcoxon_test([1, 2, 3, 4, 5], [0, 0, 0, 0, 0]) == pytest.approx(0.0625)  # the best case
+    assert not can_reach("wilcoxon", 5) and can_reach("wilcoxon", 6) and can_reach("t", 5)
+
+
+def test_iman_davenport_matches_the_formula_and_friedman():
+    from scipy import stats as ss
+
+    from fmpbench.stats import friedman_nemenyi, iman_davenport
+
+    rng = np.random.default_rng(1)
+    table = pd.DataFrame(rng.random((7, 4)) + np.arange(4) * 0.3, columns=list("abcd"))
+    result = friedman_nemenyi(table)
+    chi2 = ss.friedmanchisquare(*(table[c] for c in table)).statistic
+    f = (7 - 1) * chi2 / (7 * 3 - chi2)
+    assert result.iman_davenport == pytest.approx(f)
+    assert result.iman_davenport_p == pytest.approx(ss.f.sf(f, 3, 3 * 6))
+    assert iman_davenport(chi2=21.0, n_blocks=7, k=4) == (float("inf"), 0.0)  # perfect concordance
+
+
+def test_wilcoxon_holm_matrix_is_holm_over_all_pairs():
+    from fmpbench.stats import holm, wilcoxon_holm, wilcoxon_test
+
+    rng = np.random.default_rng(2)
+    table = pd.DataFrame(rng.random((8, 3)) + np.array([0.0, 0.5, 0.52]), columns=["x", "y", "z"])
+    matrix = wilcoxon_holm(table)
+    raw = [wilcoxon_test(table["x"], table["y"]), wilcoxon_test(table["x"], table["z"]),
+           wilcoxon_test(table["y"], table["z"])]
+    expected = holm(raw)
+    assert matrix.loc["x", "y"] == pytest.approx(expected[0]) == pytest.approx(matrix.loc["y", "x"])
+    assert matrix.loc["y", "z"] == pytest.approx(expected[2])
+    assert matrix.loc["x", "y"] < 0.05 < matrix.loc["y", "z"]  # x is separated; y and z form a clique
+    assert np.all(np.diag(matrix) == 1.0)

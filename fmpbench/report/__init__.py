@@ -18,6 +18,7 @@ from pathlib import Path
 from fmpbench import stats
 from fmpbench.report import figures as fg
 from fmpbench.report import flags as fl
+from fmpbench.report import matched as mb
 from fmpbench.report import summary as sm
 from fmpbench.report import tables as tb
 from fmpbench.report.load import LoadedResults, load_results, slug
@@ -30,10 +31,13 @@ TABLE_DESCRIPTIONS = {
                     "t-test against the best method, and the |ΔAUC| < 0.001 practical-equivalence flag.",
     "efficiency": "Embedding and dense parameters, share of the unpruned model, forward FLOPs per sample, "
                   "search / retrain / total seconds and epochs (means over seeds) per dataset × method × k.",
-    "ground_truth_recovery": "Precision and recall of each method's selected fields against the planted "
-                             "informative and strong fields (`synthetic`, and stand-ins' documented roles).",
+    "ground_truth_recovery": "Recall of the planted informative and strong fields, interaction pairs kept whole, "
+                             "and budget wasted on redundant copies and noise (`synthetic`, stand-ins).",
     "aukc_ranking": "AUKC (mean AUC over the k sweep) per dataset with its rank, the mean rank over datasets, "
                     "and the Friedman test.",
+    "matched_budget": "Light-FMP's native pruned model against the two model-pruning baselines at the same "
+                      "fields and sizes (small-from-scratch, magnitude pruning) and its own full-width "
+                      "retrain, per dataset and k, with ΔAUC [95% CI], paired t-tests and a verdict.",
     "flags": f"Rows to read before publishing: test AUC below {fl.AUC_FLOOR}, or test logloss more than "
              f"{fl.LOGLOSS_MARGIN} above `none`'s on the same dataset and seed.",
     "failed_runs": "Every failed or diverged record with its error, expected-but-missing (k, seed) runs, "
@@ -42,8 +46,8 @@ TABLE_DESCRIPTIONS = {
 # Files this module writes under fixed or per-dataset names; stale ones are removed before a rerun so that
 # a figure whose data has gone is never left behind looking current.
 _OWN_FILES = re.compile(
-    r"^(main_results|efficiency|ground_truth_recovery|aukc_ranking|flags|failed_runs)\.(md|tex)$|"
-    r"^(auc_vs_k|auc_vs_params|auc_vs_flops|time_split|cd_diagram|lightfmp_subset_ablation|"
+    r"^(main_results|efficiency|ground_truth_recovery|aukc_ranking|matched_budget|flags|failed_runs)\.(md|tex)$|"
+    r"^(auc_vs_k|auc_vs_params|auc_vs_flops|time_split|cd_diagram|cd_diagram_wilcoxon|lightfmp_subset_ablation|"
     r"field_scores_[a-z0-9-]+|kendall_tau_[a-z0-9-]+)\.(png|pdf)$"
 )
 
@@ -108,7 +112,8 @@ def _write_report(loaded: LoadedResults, out_dir: Path, work: Path, figures: boo
                             n_ok=len(loaded.ok), n_failed=int((loaded.runs["status"] != "ok").sum()),
                             n_missing=int((fail["kind"] == "missing").sum()))
     tables = [tb.main_results_table(main), tb.efficiency_table(eff), tb.recovery_table(sm.recovery_summary(loaded)),
-              tb.aukc_table(aukc, grids, friedman_text), fl.flags_table(fl.flag_rows(loaded.ok, ("block", "seed"))),
+              tb.aukc_table(aukc, grids, friedman_text), mb.matched_budget_table(mb.matched_budget_summary(loaded)),
+              fl.flags_table(fl.flag_rows(loaded.ok, ("block", "seed"))),
               tb.failures_table(fail)]
     for table in tables:
         for suffix, text in ((".md", table.to_markdown()), (".tex", table.to_latex())):
@@ -128,8 +133,9 @@ def _write_report(loaded: LoadedResults, out_dir: Path, work: Path, figures: boo
         for block in sorted(loaded.ok["block"].unique()):
             outputs.append((f"field_scores_{slug(block)}", fg.field_score_heatmap(loaded, block)))
             outputs.append((f"kendall_tau_{slug(block)}", fg.kendall_heatmap(loaded, block)))
-        outputs.append(("cd_diagram", fg.cd_diagram(cd, friedman) if friedman is not None
-                        else f"Friedman/Nemenyi not run: {friedman_reason}"))
+        for cliques, stem in (("nemenyi", "cd_diagram"), ("wilcoxon", "cd_diagram_wilcoxon")):
+            outputs.append((stem, fg.cd_diagram(cd, friedman, cliques) if friedman is not None
+                            else f"Friedman test not run: {friedman_reason}"))
         outputs.append(("lightfmp_subset_ablation", fg.subset_ablation_figure(sm.subset_ablation(loaded))))
         for stem, output in outputs:
             if isinstance(output, str):

@@ -259,7 +259,7 @@ def field_score_heatmap(loaded: LoadedResults, block: str) -> FigureOutput | str
     names = list(first["field_names"])
     matrix = np.vstack([np.mean([(ss.rankdata(v) - 1) / max(len(v) - 1, 1) for v in per_seed.values()], axis=0)
                         for per_seed in vectors.values()])
-    truth = ground_truth(first["dataset"], first["data_source"], tuple(names))
+    truth = ground_truth(first)
     order = list(range(len(names)))
     if truth is not None:
         order.sort(key=lambda i: (ROLE_ORDER.index(truth.roles[names[i]]), names[i]))
@@ -346,12 +346,16 @@ def _cd_label_name(text: str) -> str:
     return left.group(1) if left else text
 
 
-def cd_diagram(cd: CdInput, result: stats.FriedmanResult) -> FigureOutput:
-    """Nemenyi critical-difference diagram of the average ranks over ``cd.table``'s blocks."""
+def cd_diagram(cd: CdInput, result: stats.FriedmanResult, cliques: str = "nemenyi") -> FigureOutput:
+    """Critical-difference diagram of the average ranks over ``cd.table``'s blocks; bars join methods
+    that Nemenyi's test (``cliques="nemenyi"``) or pairwise Wilcoxon–Holm tests (``"wilcoxon"``) do not
+    separate."""
     n = cd.table.shape[1]
     fig = Figure(figsize=(SINGLE_COLUMN_IN if n <= 6 else DOUBLE_COLUMN_IN, 1.0), layout="constrained")
     ax = fig.subplots()
-    artists = stats.plot_cd_diagram(result.avg_ranks, result.nemenyi, ax)
+    wilcoxon = cliques == "wilcoxon"
+    matrix = result.wilcoxon_holm if wilcoxon and result.wilcoxon_holm is not None else result.nemenyi
+    artists = stats.plot_cd_diagram(result.avg_ranks, matrix, ax)
     # plot_cd_diagram colours by its own cycle; recolour each method's marker, elbow and label (created
     # together, in the same order) with the method's colour, reading the name back from the label text.
     for marker, elbow, text in zip(artists["markers"], artists["elbows"], artists["labels"]):
@@ -361,7 +365,7 @@ def cd_diagram(cd: CdInput, result: stats.FriedmanResult) -> FigureOutput:
         text.set_color(color)
     # The CD bar goes well above the rank axis so that it never sits on the tick labels.
     low = float(result.avg_ranks.min())
-    if np.isfinite(result.cd):
+    if np.isfinite(result.cd) and not wilcoxon:
         ax.plot([low, low + result.cd], [1.6, 1.6], color="black", linewidth=1.2, clip_on=False)
         ax.text(low + result.cd / 2, 1.8, f"CD = {result.cd:.2f}", ha="center", va="bottom", fontsize=6.5)
     bottom = ax.get_ylim()[0]
@@ -370,13 +374,19 @@ def cd_diagram(cd: CdInput, result: stats.FriedmanResult) -> FigureOutput:
     fig.set_figheight(0.2 * (2.6 - bottom) + 0.45)
     p = result.p_value
     p_text = "n/a" if not np.isfinite(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
-    ax.set_title(f"Friedman p = {p_text}; {len(cd.table)} blocks: {cd.block_kind.split(' (')[0]}", fontsize=6.5)
+    n_blocks = len(cd.table)
+    reach = "" if stats.can_reach("wilcoxon", n_blocks) else (
+        f"; Wilcoxon over {n_blocks} blocks cannot reach p < 0.05 (min {stats.wilcoxon_min_p(n_blocks):.3f})")
+    ax.set_title(f"Friedman p = {p_text}; {n_blocks} blocks: {cd.block_kind.split(' (')[0]}"
+                 f"{reach if wilcoxon else ''}", fontsize=6.5)
     note = (f" Left out for missing some block: {', '.join(cd.dropped)}." if cd.dropped else "")
     note += VARIANT_NOTE if cd.variants else ""
-    return FigureOutput("cd_diagram", fig,
+    note += (" Not ranked (test split too small): " + ", ".join(cd.unrankable) + ".") if cd.unrankable else ""
+    test = ("pairwise Wilcoxon signed-rank tests over the blocks, Holm-adjusted (Benavoli et al. 2016)"
+            + reach) if wilcoxon else "Nemenyi, alpha = 0.05; the CD bar is the critical difference"
+    return FigureOutput("cd_diagram_wilcoxon" if wilcoxon else "cd_diagram", fig,
                         f"Critical-difference diagram: average rank of each method (1 = best) over blocks = "
-                        f"{cd.block_kind}; methods joined by a bar are not significantly different (Nemenyi, "
-                        f"alpha = 0.05); the CD bar is the critical difference.{note}")
+                        f"{cd.block_kind}; methods joined by a bar are not significantly different ({test}).{note}")
 
 
 def subset_ablation_figure(ablation: pd.DataFrame) -> FigureOutput | str:

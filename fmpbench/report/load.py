@@ -40,7 +40,8 @@ STANDIN_PREFIX = "standin:"
 COLUMNS = (
     "file", "run_id", "status", "error", "dataset", "data_source", "method", "selector", "native_pipeline", "params",
     "k", "num_fields", "seed", "field_names", "field_scores", "selected_fields", "has_predictions", "created_at",
-    "setup", "backbone", *NUMERIC_FIELDS, "block", "label", "superseded",
+    "setup", "pipeline", "test_positives", "test_negatives", "ground_truth", "backbone", *NUMERIC_FIELDS, "block",
+    "label", "superseded",
 )
 """The columns of ``LoadedResults.runs``: one row per record, ``params`` holding the method parameters."""
 
@@ -82,6 +83,12 @@ def _number(value: Any) -> float:
     return out
 
 
+def _without_device(train_config: Any) -> Any:
+    if isinstance(train_config, dict):
+        return {k: v for k, v in train_config.items() if k != "device"}
+    return train_config
+
+
 def _flat_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
     names = [str(n) for n in record.get("field_names") or []]
     scores = record.get("field_scores") or {}
@@ -104,8 +111,14 @@ def _flat_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         "selected_fields": tuple(str(f) for f in record.get("selected_fields") or ()),
         "has_predictions": predictions_path(path.parent, str(record["run_id"])).is_file(),
         "created_at": str(record.get("created_at", "")),
-        "setup": stable_hash([record.get("data_fingerprint"), record.get("backbone"),
-                              record.get("backbone_params"), record.get("train_config")], 8),
+        # the data up to its split (seeds may draw their own splits) and what decides the result, not
+        # where it ran: a CPU and a GPU run of one grid are one setup
+        "setup": stable_hash([record.get("data_family") or record.get("data_fingerprint"), record.get("backbone"),
+                              record.get("backbone_params"), _without_device(record.get("train_config"))], 8),
+        "pipeline": str(record.get("pipeline") or ("native" if record.get("native_pipeline") else "retrain")),
+        "test_positives": int(record.get("test_positives") or -1),
+        "test_negatives": int(record.get("test_negatives") or -1),
+        "ground_truth": record.get("ground_truth"),
         "backbone": str(record.get("backbone", "")),
     }
     for name in NUMERIC_FIELDS:

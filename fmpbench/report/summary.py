@@ -19,15 +19,16 @@ import warnings
 import zipfile
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from fmpbench import stats
 from fmpbench.data.prepared import GroundTruth
-from fmpbench.data.synthetic import standin_schema
+from fmpbench.data.synthetic import standin_schema, truth_of
 from fmpbench.report.load import STANDIN_PREFIX, LoadedResults, is_variant
 from fmpbench.results import load_predictions, predictions_path
 
@@ -107,8 +108,9 @@ def _delong_max_p(predictions: _Predictions, runs: pd.DataFrame, ref_runs: pd.Da
 
 
 MAIN_COLUMNS = ["block", "k", "num_fields", "label", "n", "auc_mean", "auc_std", "logloss_mean", "logloss_std",
-                "delta_none", "p_t_none", "p_w_none", "p_delong_none", "delong_seeds", "equivalent_none", "best_label",
-                "delta_best", "p_t_best", "equivalent_best"]
+                "gauc_mean", "delta_none", "ci_low_none", "ci_high_none", "p_t_none", "p_w_none", "w_reachable",
+                "p_delong_none", "delong_seeds", "equivalent_none", "best_label", "delta_best", "ci_low_best",
+                "ci_high_best", "p_t_best", "equivalent_best"]
 
 
 def main_summary(loaded: LoadedResults) -> pd.DataFrame:
@@ -137,14 +139,20 @@ def main_summary(loaded: LoadedResults) -> pd.DataFrame:
                     "block": block, "k": int(k), "num_fields": int(g["num_fields"].iloc[0]), "label": lab,
                     "n": len(g), "auc_mean": means[lab][0], "auc_std": means[lab][1],
                     "logloss_mean": ll_mean, "logloss_std": ll_std,
+                    "gauc_mean": float(g["test_gauc"].mean()) if g["test_gauc"].notna().any() else math.nan,
                     "delta_none": cmp_none.get("mean_delta", math.nan),
+                    "ci_low_none": cmp_none.get("ci_low", math.nan),
+                    "ci_high_none": cmp_none.get("ci_high", math.nan),
                     "p_t_none": cmp_none.get("ttest_p_holm", math.nan),
                     "p_w_none": cmp_none.get("wilcoxon_p_holm", math.nan),
+                    "w_reachable": stats.can_reach("wilcoxon", int(cmp_none.get("n_pairs", 0)), ALPHA),
                     "p_delong_none": delong_holm.get(lab, math.nan),
                     "delong_seeds": delong.get(lab, (math.nan, 0))[1],
                     "equivalent_none": bool(cmp_none.get("equivalent", False)),
                     "best_label": best,
                     "delta_best": cmp_best.get("mean_delta", math.nan),
+                    "ci_low_best": cmp_best.get("ci_low", math.nan),
+                    "ci_high_best": cmp_best.get("ci_high", math.nan),
                     "p_t_best": cmp_best.get("ttest_p_holm", math.nan),
                     "equivalent_best": bool(cmp_best.get("equivalent", False)),
                 })
@@ -190,32 +198,39 @@ def _sorted(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------
 
 
-def ground_truth(dataset: str, data_source: str, field_names: tuple[str, ...]) -> GroundTruth | None:
-    """Planted roles of a record's fields, or None where no truth is known (real data).
+def ground_truth(run: Any) -> GroundTruth | None:
+    """The planted structure a record's data had (stored in the record), or None (real data).
 
-    ``synthetic``: from the field-name prefixes ``make_synthetic`` uses (``SYNTHETIC_ROLE_PREFIXES``);
-    stand-ins: from ``standin_schema``, provided the record's fields are exactly the schema's.
+    Records written before the truth was stored fall back to the schema: ``make_synthetic``'s field
+    names, or a stand-in's ``standin_schema`` when the record's fields are exactly the schema's.
     """
-    if data_source == "synthetic":
+    stored = getattr(run, "ground_truth", None)
+    if isinstance(stored, dict) and stored.get("roles"):
+        return GroundTruth(roles=dict(stored["roles"]), pairs=tuple(tuple(p) for p in stored.get("pairs") or ()),
+                           copies=dict(stored.get("copies") or {}))
+    field_names = tuple(run.field_names)
+    if run.data_source == "synthetic":
         roles = {}
         for name in field_names:
             role = next((r for prefix, r in SYNTHETIC_ROLE_PREFIXES if name.startswith(prefix)), None)
             if role is None:
                 return None
             roles[name] = role
-        return GroundTruth(roles=roles)
-    if data_source.startswith(STANDIN_PREFIX):
+        inter = sorted(name for name, role in roles.items() if role == "interaction")
+        copies = {name: "strong_0" for name, role in roles.items() if role == "redundant" and "strong_0" in roles}
+        return GroundTruth(roles=roles, pairs=tuple(zip(inter[::2], inter[1::2])), copies=copies)
+    if run.data_source.startswith(STANDIN_PREFIX):
         try:
-            schema = standin_schema(data_source[len(STANDIN_PREFIX):])
+            schema = standin_schema(run.data_source[len(STANDIN_PREFIX):])
         except ValueError:
             return None
-        roles = {spec.name: spec.role for spec in schema}
-        return GroundTruth(roles=roles) if set(roles) == set(field_names) else None
+        truth = truth_of(schema)
+        return truth if set(truth.roles) == set(field_names) else None
     return None
 
 
-RECOVERY_FIELDS = ("precision_informative", "recall_informative", "precision_strong", "recall_strong",
-                   "noise_selected", "redundant_selected")
+RECOVERY_FIELDS = ("recall_informative", "recall_strong", "pair_recall", "wasted_on_copies", "wasted_on_noise",
+                   "budget_wasted")
 
 
 def recovery_summary(loaded: LoadedResults) -> pd.DataFrame:
@@ -224,20 +239,11 @@ def recovery_summary(loaded: LoadedResults) -> pd.DataFrame:
     for run in loaded.ok.itertuples():
         if run.k >= run.num_fields:
             continue
-        truth = ground_truth(run.dataset, run.data_source, run.field_names)
+        truth = ground_truth(run)
         if truth is None:
             continue
-        selected = list(run.selected_fields)
-        p_inf, r_inf = stats.selection_precision_recall(selected, truth.informative)
-        p_str, r_str = stats.selection_precision_recall(selected, truth.strong)
-        roles = [truth.roles.get(f) for f in selected]
-        rows.append({
-            "block": run.block, "k": run.k, "label": run.label, "seed": run.seed,
-            "precision_informative": p_inf, "recall_informative": r_inf,
-            "precision_strong": p_str, "recall_strong": r_str,
-            "noise_selected": float(sum(r in ("noise", "high_card_noise") for r in roles)),
-            "redundant_selected": float(sum(r == "redundant" for r in roles)),
-        })
+        rows.append({"block": run.block, "k": run.k, "label": run.label, "seed": run.seed,
+                     **truth.score(list(run.selected_fields))})
     columns = ["block", "k", "label", "n"] + [f"{f}_{s}" for f in RECOVERY_FIELDS for s in ("mean", "std")]
     if not rows:
         return pd.DataFrame(columns=columns)
@@ -313,6 +319,28 @@ def aukc_summary(loaded: LoadedResults) -> AukcResult:
     return AukcResult(per_block, overall.drop(columns="_order").reset_index(drop=True))
 
 
+#: a dataset whose test split has fewer positives or negatives than this (in any seed) is reported but
+#: not ranked: its AUCs move by several hundredths with one row (Amazon's 44-row excerpt test split)
+MIN_TEST_CLASS = 100
+#: row-name suffixes of the matched-budget model-pruning baselines; compared with Light-FMP in their own
+#: table, not ranked as feature-selection methods
+BASELINE_SUFFIXES = ("+small", "+magnitude")
+
+
+def is_baseline(label: str) -> bool:
+    return label.split("[", 1)[0].endswith(BASELINE_SUFFIXES)
+
+
+def unrankable_blocks(loaded: LoadedResults) -> dict[str, str]:
+    """Blocks too small to rank methods, with the reason (``MIN_TEST_CLASS``)."""
+    out = {}
+    for block, bdf in loaded.ok.groupby("block", sort=True):
+        smallest = int(min(bdf["test_positives"].min(), bdf["test_negatives"].min()))
+        if 0 <= smallest < MIN_TEST_CLASS:
+            out[block] = f"test split has {smallest} of one class in some seed (< {MIN_TEST_CLASS})"
+    return out
+
+
 @dataclass
 class CdInput:
     """The methods × blocks table a Friedman/Nemenyi analysis runs on, and what it left out."""
@@ -321,6 +349,7 @@ class CdInput:
     block_kind: str
     dropped: list[str]
     variants: list[str]
+    unrankable: dict[str, str] = field(default_factory=dict)
 
 
 def cd_input(loaded: LoadedResults, aukc: AukcResult, main: pd.DataFrame) -> CdInput:
@@ -329,15 +358,20 @@ def cd_input(loaded: LoadedResults, aukc: AukcResult, main: pd.DataFrame) -> CdI
     Methods missing from any block are dropped (Friedman needs complete blocks) and listed; runs with
     non-default parameters (ablation variants) are not ranked against the methods.
     """
-    variants = sort_labels(label for label in aukc.per_block["label"] if is_variant(label))
-    per_block = aukc.per_block[~aukc.per_block["label"].isin(variants)].dropna(subset=["aukc_mean"])
-    main = main[~main["label"].isin(variants)]
+    variants = sort_labels(label for label in aukc.per_block["label"]
+                           if is_variant(label) or is_baseline(label))
+    unrankable = unrankable_blocks(loaded)
+    per_block = aukc.per_block[~aukc.per_block["label"].isin(variants) & ~aukc.per_block["block"].isin(unrankable)]
+    per_block = per_block.dropna(subset=["aukc_mean"])
+    main = main[~main["label"].isin(variants) & ~main["block"].isin(unrankable)]
     if per_block["block"].nunique() >= 2:
         table = per_block.pivot(index="block", columns="label", values="aukc_mean")
         kind = "datasets (value: AUKC)"
     else:
         cells = []
         for block, bdf in loaded.ok.groupby("block", sort=True):
+            if block in unrankable:
+                continue
             grid = budget_grid(bdf) or sorted(int(k) for k in bdf["k"].unique())
             bmain = main[main["block"] == block]
             for label in sort_labels(bmain["label"]):
@@ -351,7 +385,7 @@ def cd_input(loaded: LoadedResults, aukc: AukcResult, main: pd.DataFrame) -> CdI
         kind = "(dataset, k) pairs (value: mean AUC) — fewer than 2 datasets"
     dropped = sort_labels(c for c in table.columns if table[c].isna().any())
     table = table[[c for c in sort_labels(table.columns) if c not in dropped]] if not table.empty else table
-    return CdInput(table, kind, dropped, variants)
+    return CdInput(table, kind, dropped, variants, unrankable)
 
 
 # --------------------------------------------------------------------------------------------------

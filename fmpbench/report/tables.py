@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from fmpbench import stats
 from fmpbench.report.load import slug
 from fmpbench.report.summary import ALPHA, REFERENCE, AukcResult, CdInput
 from fmpbench.stats import EQUIVALENCE_THRESHOLD, FriedmanResult
 
 DASH = "—"
+UNREACHABLE = "n/r"
 LATEX_SYMBOLS = {
     "±": r"$\pm$", "≈": r"$\approx$", "†": r"$\dagger$", "‡": r"$\ddagger$", "↓": r"$\downarrow$",
     "Δ": r"$\Delta$", "τ": r"$\tau$", "∈": r"$\in$", "≥": r"$\geq$", "<": r"$<$", ">": r"$>$",
@@ -164,6 +166,13 @@ def fmt_delta(x: float, digits: int = 4) -> str:
     return f"{_round(x, digits):+.{digits}f}" if _finite(x) else DASH
 
 
+def fmt_effect(delta: float, low: float, high: float) -> str:
+    """``+0.0012 [−0.0003, +0.0027]``: an effect and its confidence interval."""
+    if not _finite(low):
+        return fmt_delta(delta)
+    return f"{fmt_delta(delta)} [{fmt_delta(low)}, {fmt_delta(high)}]"
+
+
 def fmt_p(p: float) -> str:
     if not _finite(p):
         return DASH
@@ -203,9 +212,9 @@ def main_results_table(main: pd.DataFrame) -> Table:
     table = Table(
         name="main_results",
         title="Test AUC and logloss (mean ± std over seeds)",
-        columns=["dataset", "k", "method", "n", "AUC", "logloss", "ΔAUC vs none", "p t", "p W", "p DeLong",
-                 "ΔAUC vs best", "p vs best"],
-        align="lrlrllrrrrrr",
+        columns=["dataset", "k", "method", "n", "AUC", "logloss", "GAUC", "ΔAUC vs none [95% CI]", "p t", "p W",
+                 "p DeLong", "ΔAUC vs best [95% CI]", "p vs best"],
+        align="lrlrlllrrrrrr",
         section_column=0,
         group_column=1,
     )
@@ -221,14 +230,17 @@ def main_results_table(main: pd.DataFrame) -> Table:
             else:
                 marks = ("↓" if _finite(row.p_t_best) and row.p_t_best < ALPHA and row.delta_best < 0 else "")
                 marks += "≈" if row.equivalent_best else ""
-                vs_best, p_best = Cell(fmt_delta(row.delta_best), marks=marks), Cell(fmt_p(row.p_t_best))
+                vs_best = Cell(fmt_effect(row.delta_best, row.ci_low_best, row.ci_high_best), marks=marks)
+                p_best = Cell(fmt_p(row.p_t_best))
             table.rows.append([
                 Cell(row.block), Cell(str(row.k)), Cell(row.label), Cell(str(row.n)),
                 Cell(fmt_pm(row.auc_mean, row.auc_std), bold=row.label in best_auc, marks=auc_marks),
                 Cell(fmt_pm(row.logloss_mean, row.logloss_std), bold=row.label in best_ll),
-                Cell("ref." if is_ref else fmt_delta(row.delta_none), marks="≈" if row.equivalent_none else ""),
+                Cell(fmt_num(row.gauc_mean, 4) if _finite(row.gauc_mean) else ""),
+                Cell("ref." if is_ref else fmt_effect(row.delta_none, row.ci_low_none, row.ci_high_none),
+                     marks="≈" if row.equivalent_none else ""),
                 Cell("" if is_ref else fmt_p(row.p_t_none)),
-                Cell("" if is_ref else fmt_p(row.p_w_none)),
+                Cell("" if is_ref else (fmt_p(row.p_w_none) if row.w_reachable else UNREACHABLE)),
                 Cell("" if is_ref else fmt_p(row.p_delong_none)),
                 vs_best, p_best,
             ])
@@ -238,12 +250,17 @@ def main_results_table(main: pd.DataFrame) -> Table:
         f"`{REFERENCE}` keeps all fields and runs once per seed at k = number of fields; it is the reference "
         "for every k, paired by seed.",
         f"p-values against `{REFERENCE}` are Holm-adjusted across the methods of the same (dataset, k). "
-        "t: paired t-test over seeds; W: Wilcoxon signed-rank over seeds (with n seeds its p cannot go "
-        "below 2/2^n, 0.25 for 3 seeds); DeLong: DeLong's test on each seed's stored test predictions, "
+        "t: paired t-test over seeds; W: Wilcoxon signed-rank over seeds — with n seeds its p cannot go "
+        f"below 2/2^n (0.0625 for 5 seeds), so where that is ≥ {ALPHA} it is shown as `{UNREACHABLE}` "
+        "(cannot reach significance with these seeds), not as a p-value; DeLong: DeLong's test on each "
+        "seed's stored test predictions, "
         "combined as the maximum p over seeds (significant only if significant in every seed), then "
         "Holm-adjusted.",
         f"Marks after AUC: * t-test, † DeLong, ‡ Wilcoxon — each an adjusted p < {ALPHA} against `{REFERENCE}`. "
         f"≈: practically equivalent, |ΔAUC| < {EQUIVALENCE_THRESHOLD} (the BARS convention).",
+        "ΔAUC [95% CI]: mean paired difference over seeds and its t interval (the effect size beside each "
+        "p-value); when seeds draw their own splits it includes data-sampling variance. GAUC: "
+        "impression-weighted mean of per-user AUC where the data has a user field.",
         "vs best: ΔAUC to the method with the highest mean AUC in the (dataset, k) and the Holm-adjusted "
         f"paired t-test p; ↓ significantly worse (p < {ALPHA}); ≈ practically equivalent.",
     ]
@@ -288,36 +305,38 @@ def efficiency_table(eff: pd.DataFrame) -> Table:
 
 
 def recovery_table(rec: pd.DataFrame) -> Table:
-    """(3) Precision/recall of the selected fields against the planted informative and strong fields."""
+    """(3) How well each selection recovers the planted structure, and how much budget it wastes."""
     table = Table(
         name="ground_truth_recovery",
         title="Recovery of the planted fields (mean ± std over seeds)",
-        columns=["dataset", "k", "method", "n", "precision (informative)", "recall (informative)",
-                 "precision (strong)", "recall (strong)", "noise picked", "redundant picked"],
+        columns=["dataset", "k", "method", "n", "recall (informative)", "recall (strong)", "pairs kept whole",
+                 "copies picked", "noise picked", "budget wasted"],
         align="lrlrllllll",
         section_column=0,
         group_column=1,
     )
-    metrics = ("precision_informative", "recall_informative", "precision_strong", "recall_strong")
+    higher = ("recall_informative", "recall_strong", "pair_recall")
+    lower = ("wasted_on_copies", "wasted_on_noise", "budget_wasted")
     for _, group in rec.groupby(["block", "k"], sort=True):
-        best = {m: _best(group.set_index("label")[f"{m}_mean"], 2) for m in metrics}
-        for row in group.itertuples():
-            cells = [Cell(fmt_pm(getattr(row, f"{m}_mean"), getattr(row, f"{m}_std"), 2), bold=row.label in best[m])
-                     for m in metrics]
-            table.rows.append([
-                Cell(row.block), Cell(str(row.k)), Cell(row.label), Cell(str(row.n)), *cells,
-                Cell(fmt_pm(row.noise_selected_mean, row.noise_selected_std, 2)),
-                Cell(fmt_pm(row.redundant_selected_mean, row.redundant_selected_std, 2)),
-            ])
+        indexed = group.set_index("label")
+        best = {m: _best(indexed[f"{m}_mean"], 2) for m in higher}
+        best |= {m: _best(indexed[f"{m}_mean"], 2, highest=False) for m in lower}
+        cells_of = [
+            [Cell(fmt_pm(getattr(row, f"{m}_mean"), getattr(row, f"{m}_std"), 2), bold=row.label in best[m])
+             for m in (*higher, *lower)]
+            for row in group.itertuples()
+        ]
+        for row, cells in zip(group.itertuples(), cells_of, strict=True):
+            table.rows.append([Cell(row.block), Cell(str(row.k)), Cell(row.label), Cell(str(row.n)), *cells])
     table.notes = [
-        "Truth on `synthetic` is read from the field-name prefixes that `fmpbench.data.synthetic` gives "
-        "each planted role: `strong_` (strong), `weak_` (weak), `inter_` (interaction-only pair), `redundant_` "
-        "(copies of `strong_0`), `hc_noise_` (high-cardinality noise), `noise_` (pure noise). On stand-ins "
-        "(dataset marked stand-in) it is the documented schema of fmpbench.data.synthetic.standin_schema.",
-        "informative = strong + weak + interaction fields (redundant copies excluded, as in GroundTruth); "
-        "strong = strong fields only. Bold: best at the precision shown within each (dataset, k). "
-        "noise picked / redundant picked: how many noise (incl. high-cardinality) / redundant fields "
-        "the selection contains. Rows that keep every field (`none`) are omitted.",
+        "Truth is the planted structure stored in each record (fmpbench.data.synthetic; on stand-ins, the "
+        "documented schema): strong, weak (one near the noise floor), interaction-only pairs (Zipf margins, "
+        "no first-order effect), redundant copies of `strong_0`, high-cardinality noise, pure noise.",
+        "recall (informative): share of strong + weak + interaction fields kept; pairs kept whole: share of "
+        "interaction pairs with *both* fields kept (one alone carries nothing); copies picked: kept fields "
+        "whose signal another kept field already carries; noise picked: noise and high-cardinality noise "
+        "kept; budget wasted: both as a share of k. Bold: best at the precision shown within each "
+        "(dataset, k). Rows that keep every field (`none`) are omitted.",
     ]
     if rec.empty:
         table.notes.insert(0, "No successful runs on data with planted truth (`synthetic` or a stand-in).")
@@ -399,6 +418,14 @@ def friedman_note(result: FriedmanResult | None, cd: CdInput, reason: str = "") 
     dropped = f"; left out (missing in some block): {', '.join(cd.dropped)}" if cd.dropped else ""
     if cd.variants:
         dropped += f"; parameter variants not ranked: {', '.join(cd.variants)}"
-    return (f"Friedman test over {len(cd.table)} blocks = {cd.block_kind}, {cd.table.shape[1]} methods: "
-            f"chi2 = {fmt_num(result.statistic, 3)}, p = {fmt_p(result.p_value)}; Nemenyi critical difference "
-            f"= {fmt_num(result.cd, 3)} (alpha = {ALPHA}){dropped}.")
+    if cd.unrankable:
+        reasons = "; ".join(f"{block} ({why})" for block, why in cd.unrankable.items())
+        dropped += f"; datasets reported but not ranked: {reasons}"
+    n = len(cd.table)
+    wilcoxon = (f"pairwise Wilcoxon–Holm cliques over the {n} blocks" if stats.can_reach("wilcoxon", n, ALPHA)
+                else f"pairwise Wilcoxon over {n} blocks cannot reach p < {ALPHA} (its minimum is "
+                     f"{fmt_num(stats.wilcoxon_min_p(n), 4)}), so every method shares one clique")
+    return (f"Friedman test over {n} blocks = {cd.block_kind}, {cd.table.shape[1]} methods: "
+            f"chi2 = {fmt_num(result.statistic, 3)}, p = {fmt_p(result.p_value)}; Iman–Davenport F = "
+            f"{fmt_num(result.iman_davenport, 3)}, p = {fmt_p(result.iman_davenport_p)}; Nemenyi critical "
+            f"difference = {fmt_num(result.cd, 3)} (alpha = {ALPHA}); {wilcoxon}{dropped}.")
