@@ -4,7 +4,8 @@ The shared contract (``test_selector_contract.py``) and the planted-field recove
 (``test_ground_truth.py``) are parametrised over the registry and cover these methods too; here each
 method's own definition is checked: the Taylor / sensitivity term against a direct autograd
 computation, no training in SFS, permutation on validation rows only, OptFS's per-value gates and
-field aggregation, ShuffleGate's mixing and its sparsity pressure, and schedules on training steps.
+field aggregation, ShuffleGate's mixing, its sparsity pressure and its validation-batch gate steps,
+and schedules on training steps.
 """
 
 from __future__ import annotations
@@ -182,6 +183,27 @@ def test_shufflegate_sparsity_pushes_useless_gates_below_useful_ones(data):
 def test_shufflegate_penalty_is_zero_without_sparsity(data):
     base = ShuffleGateSelector(search_epochs=1, early_stopping=False, sparsity=0.0)
     search = base.search(data, context())
-    assert search.hooks.extra_loss(search.model, 0).item() == 0.0
+    assert search.hooks.penalty().item() == 0.0
     with pytest.raises(ValueError, match="sparsity"):
         ShuffleGateSelector(sparsity=-1.0).fit(data, context())
+    with pytest.raises(ValueError, match="update_every"):
+        ShuffleGateSelector(update_every=0).fit(data, context())
+
+
+def test_shufflegate_gates_learn_on_validation_batches_only(data):
+    """θ moves only in validation steps: with none in the budget, training batches leave it at θ₀."""
+    never = ShuffleGateSelector(search_epochs=2, early_stopping=False, update_every=10_000).search(data, context())
+    assert never.hooks.gate_updates == 0 and never.hooks.steps_taken > 0
+    assert torch.equal(never.gate.theta.detach(), torch.zeros(data.num_fields))
+    every = ShuffleGateSelector(search_epochs=2, early_stopping=False, update_every=3).search(data, context())
+    assert every.hooks.gate_updates == every.hooks.steps_taken // 3
+    assert not torch.equal(every.gate.theta.detach(), torch.zeros(data.num_fields))
+
+
+def test_shufflegate_shuffled_copy_passes_no_gradient():
+    """A closed gate's field is fed other rows' values, which must not train those rows' embeddings."""
+    gate = ShuffleGate(num_fields=1, init_logit=-50.0)  # g ≈ 0: the field is all shuffled copy
+    emb = torch.randn(8, 1, 4, requires_grad=True)
+    mixed, _ = gate.gate_embeddings(torch.zeros(8, 1, dtype=torch.long), emb)
+    mixed.sum().backward()
+    assert emb.grad is not None and emb.grad.abs().max().item() < 1e-12
