@@ -156,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     _lazy(run.add_argument("--executor", default="local", help="where tasks run"), _executors)
     run.add_argument("--ray-address", default=None, help="address of a running Ray cluster (default: start one)")
     run.add_argument("--no-predictions", action="store_true", help="do not store test predictions")
+    run.add_argument("--vary-split", action="store_true",
+                     help="seed s draws its own random split (split seed + s; vocabularies refitted on its train "
+                          "rows), so the spread over seeds includes data sampling (the study does this)")
+    run.add_argument("--matched-baselines", default="", metavar="METHODS",
+                     help="methods whose k fields also get the matched-budget model-pruning rows <method>+small "
+                          "and <method>+magnitude (e.g. lightfmp; default: none)")
 
     prep = command("prepare", "encode a raw dataset file into the cache used by `run`")
     _lazy(prep.add_argument("dataset", help="dataset name"), _real_datasets)
@@ -279,6 +285,8 @@ def command_run(args: argparse.Namespace) -> int:
             raise UsageError(f"{flag} must be at least 1, got {value}")
     if args.lr is not None and not args.lr > 0:
         raise UsageError(f"--lr must be positive, got {args.lr:g}")
+    if args.seeds > MAX_SEEDS:  # the grid is listed up front: a typo'd count would exhaust memory first
+        raise UsageError(f"--seeds must be at most {MAX_SEEDS:,}, got {args.seeds:,}")
     _check_choice("executor", args.executor, EXECUTORS)
     if args.executor == "local":  # a Ray cluster's workers may have devices this driver lacks
         _check_device(args.device)
@@ -292,6 +300,7 @@ def command_run(args: argparse.Namespace) -> int:
     _check_can_create(results_dir)
     overrides = {"max_epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device}
     train_config = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+    baselines = tuple(_resolve_methods(args.matched_baselines)) if args.matched_baselines else ()
     data = _load_data(args.dataset, data_dir, args.rows)
     ks = resolve_ks(ks_spec, data.num_fields)
     _make_writable_dir(results_dir)  # only now: a usage error above leaves no trace on disk
@@ -305,8 +314,10 @@ def command_run(args: argparse.Namespace) -> int:
         backbone_params=backbone_params,
         train_config=train_config,
         save_predictions=not args.no_predictions,
+        matched_baselines=baselines,
     )
     tasks = build_tasks(methods, list(range(args.seeds)), ks)
+    by_seed = _seed_splits(data, args.seeds, data_dir) if args.vary_split else data
     print(
         f"fmpbench: {args.dataset} ({data.data_source}), {data.num_fields} fields, k={list(ks)}, "
         f"{len(methods)} methods × {args.seeds} seed(s) → results in {results_dir}",
@@ -315,7 +326,7 @@ def command_run(args: argparse.Namespace) -> int:
     outcome = run_grid(
         tasks,
         config,
-        data,
+        by_seed,
         results_dir,
         resume=args.resume,
         jobs=args.jobs,
@@ -323,7 +334,7 @@ def command_run(args: argparse.Namespace) -> int:
         ray_address=args.ray_address,
         stream=sys.stderr,  # the stream of now, not the one of the grid module's import
     )
-    _print_summary(_grid_records(tasks, config, data, results_dir, outcome.records))
+    _print_summary(_grid_records(tasks, config, by_seed, results_dir, outcome.records))
     print(
         f"{len(outcome.records)} runs in {outcome.seconds:.1f}s, {outcome.skipped} skipped (--resume), "
         f"{len(outcome.failed)} failed",
@@ -363,17 +374,26 @@ def _announce_data(data: PreparedData, data_dir: str, rows: int | None) -> None:
         )
 
 
+def _seed_splits(data: PreparedData, seeds: int, data_dir: str) -> dict[int, PreparedData]:
+    """Seed s's own random split of ``data`` (split seed = the data's + s), prepared or generated once."""
+    from fmpbench.data.refs import with_split_seed
+
+    base = data.split_seed if data.split_seed is not None else 2024
+    return {seed: with_split_seed(data, base + seed, data_dir) for seed in range(seeds)}
+
+
 def _grid_records(
-    tasks: list[Task], config: ExperimentConfig, data: PreparedData, results_dir: Path, new: list[dict[str, Any]]
+    tasks: list[Task], config: ExperimentConfig, data: Any, results_dir: Path, new: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Every record of the grid: this invocation's, and those an earlier one wrote (``--resume``)."""
+    from fmpbench.grid import data_for
     from fmpbench.protocol import task_rows
     from fmpbench.results import read_record, record_path
 
     fresh = {record["run_id"]: record for record in new}
     records = []
     for task in tasks:
-        for row in task_rows(task, config, data):
+        for row in task_rows(task, config, data_for(data, task.seed)):
             if row.run_id in fresh:
                 records.append(fresh[row.run_id])
             elif record_path(results_dir, row.run_id).is_file():
@@ -423,6 +443,8 @@ def command_prepare(args: argparse.Namespace) -> int:
     from fmpbench.data import REAL_DATASETS, prepare
 
     _check_choice("dataset", args.dataset, REAL_DATASETS)
+    if args.min_count is not None and args.min_count < 1:
+        raise UsageError(f"--min-count must be at least 1, got {args.min_count}")
     options = {"split": args.split, "split_seed": args.split_seed, "skip_bad_rows": args.skip_bad_rows}
     if args.min_count is not None:
         options["min_count"] = args.min_count
@@ -532,6 +554,10 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+#: more seeds than any study needs (5 is the default of a study): a larger count is a typo
+MAX_SEEDS = 10_000
+
+
 def _library_errors(*names: str) -> tuple[type[Exception], ...]:
     """The library's error classes among those already imported: one not imported was not raised."""
     places = {"GridError": "fmpbench.grid", "StudyError": "fmpbench.study", "DataError": "fmpbench.data.errors"}
@@ -559,3 +585,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fmpbench: interrupted; finished runs are saved, rerun with --resume to complete", file=sys.stderr)
         return 130
+    except OSError as exc:  # the file system refused: a full disk, a read-only folder, a file where a folder goes
+        print(f"fmpbench: error: {_describe_os_error(exc)}", file=sys.stderr)
+        return 1
+
+
+def _describe_os_error(exc: OSError) -> str:
+    paths = " -> ".join(f"'{p}'" for p in (exc.filename, exc.filename2) if p is not None)
+    return f"{paths}: {exc.strerror or exc}" if paths else str(exc.strerror or exc)

@@ -1,0 +1,84 @@
+"""The study and ``run --vary-split``: each seed its own split, exact worker data, strict study files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fmpbench.cli import main
+from fmpbench.results import iter_records
+from fmpbench.study import StudyError, load_study
+
+TINY = ["--backbone", "mlp", "--embed-dim", "4", "--epochs", "1", "--batch-size", "1024", "--no-predictions"]
+
+
+def _records(folder: Path) -> list[dict]:
+    return [r for r in iter_records(folder) if r["status"] == "ok"]
+
+
+def test_vary_split_gives_each_seed_its_own_split_and_one_family(tmp_path):
+    results = tmp_path / "results"
+    code = main(["run", "--methods", "none,random", "--dataset", "synthetic", "--rows", "2000", "--k", "4",
+                 "--seeds", "3", "--vary-split", "--jobs", "2", "--results", str(results), *TINY])
+    assert code == 0
+    records = _records(results)
+    by_seed = {r["seed"]: r for r in records if r["method"] == "none"}
+    assert {r["split_seed"] for r in by_seed.values()} == {2024, 2025, 2026}
+    assert len({r["data_fingerprint"] for r in by_seed.values()}) == 3
+    assert len({r["data_family"] for r in records}) == 1
+    # every row of a seed, whichever process ran it, trained on that seed's data
+    for record in records:
+        assert record["data_fingerprint"] == by_seed[record["seed"]]["data_fingerprint"]
+    # the report compares them as one dataset, not three setups
+    from fmpbench.report import load_results
+
+    assert set(load_results(results).ok["block"]) == {"synthetic"}
+
+
+def test_matched_baselines_from_the_cli(tmp_path):
+    results = tmp_path / "results"
+    assert main(["run", "--methods", "lightfmp", "--dataset", "synthetic", "--rows", "2000", "--k", "6",
+                 "--matched-baselines", "lightfmp", "--results", str(results), *TINY]) == 0
+    methods = sorted(r["method"] for r in _records(results))
+    assert methods == ["lightfmp", "lightfmp+magnitude", "lightfmp+small", "lightfmp-fs"]
+
+
+def _study(tmp_path: Path, grid: str = "", dataset: str = "rows = 2000") -> Path:
+    path = tmp_path / "study.toml"
+    path.write_text(f'[grid]\nresults = "{tmp_path / "r"}"\nmethods = ["none"]\nseeds = 2\n{grid}\n'
+                    f"[datasets.synthetic]\n{dataset}\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("grid", "dataset", "message"), [
+    ("seed = 5", "rows = 2000", "unknown key 'seed' in [grid]; allowed: results, data_dir, methods"),
+    ('device = "cuda"', "rows = 2000", "unknown key 'device' in [grid]"),
+    ("", "rows = 2000\nepochs = 2", "unknown key 'epochs' in [datasets.synthetic]"),
+    ('matched_baselines = ["nope"]', "rows = 2000", "unknown method 'nope'"),
+])
+def test_unknown_study_keys_are_refused(tmp_path, capsys, grid, dataset, message):
+    path = _study(tmp_path, grid, dataset)
+    with pytest.raises(StudyError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_study(path)
+    assert main(["study", str(path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_study_defaults_are_five_seeds_with_split_variation(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text("[datasets.synthetic]\nrows = 2000\n", encoding="utf-8")
+    study = load_study(path)
+    assert study.seeds == 5 and study.vary_split
+
+
+def test_study_runs_only_the_datasets_asked_for(tmp_path, capsys):
+    path = _study(tmp_path, "jobs = 1", "rows = 2000\ngenerator_seed = 3")
+    assert main(["study", str(path), "--datasets", "criteo"]) == 2
+    assert "--datasets names criteo, which the file does not have" in capsys.readouterr().err
+    assert main(["study", str(path), "--datasets", "synthetic"]) == 0
+    records = _records(tmp_path / "r")
+    assert {r["split_seed"] for r in records} == {2024, 2025}
+    assert {json.dumps(r["ground_truth"]["pairs"]) for r in records} == {
+        json.dumps([["inter_a", "inter_b"], ["inter_c", "inter_d"]])}
