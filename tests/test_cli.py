@@ -318,7 +318,11 @@ def test_resume_summary_shows_the_whole_grid(tmp_path, capsys):
 
 def test_the_stand_in_notice_is_printed_once(tmp_path, capsys, caplog):
     argv = ["run", "--dataset", "avazu", "--rows", "600", "--methods", "none", "--epochs", "1", "--embed-dim", "4"]
-    assert main([*argv, "--results", str(tmp_path / "r"), "--no-predictions"]) == 0
+    (tmp_path / "no-data").mkdir()
+    assert (
+        main([*argv, "--data-dir", str(tmp_path / "no-data"), "--results", str(tmp_path / "r"), "--no-predictions"])
+        == 0
+    )
     assert capsys.readouterr().err.count("STAND-IN") == 1
     assert not [r for r in caplog.records if r.name.startswith("fmpbench")]
 
