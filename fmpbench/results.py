@@ -47,6 +47,12 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:length]
 
 
+def with_path(exc: OSError, path: Path) -> OSError:
+    """``exc`` again, naming ``path`` when it names no file (a write to a full disk knows no file name)."""
+    filename = exc.filename if exc.filename is not None else str(path)
+    return OSError(exc.errno, exc.strerror or str(exc), filename, None, exc.filename2)
+
+
 def _atomic_write_bytes(path: Path, payload: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -56,6 +62,9 @@ def _atomic_write_bytes(path: Path, payload: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise with_path(exc, path) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

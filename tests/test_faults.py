@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
@@ -15,11 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from fmpbench import data as data_module
+from fmpbench import report as report_module
+from fmpbench import results as results_module
 from fmpbench.cli import main
-from fmpbench.data import DataError, get_dataset, load_prepared, prepare
-from fmpbench.data.fixtures import criteo_lines, write_lines
+from fmpbench.data import DataError, get_dataset, load_prepared, prepare, preprocess
+from fmpbench.data.fixtures import amazon_lines, avazu_lines, criteo_lines, write_lines, write_movielens
 from fmpbench.data.prepared import Split
 from fmpbench.grid import GridError, build_tasks, run_grid
 from fmpbench.protocol import ExperimentConfig
@@ -235,3 +239,124 @@ def test_case6_an_edit_that_keeps_size_and_mtime_is_not_served_from_the_old_cach
     second = prepare("criteo", raw, data_dir, min_count=1)
     assert second.fingerprint != first.fingerprint
     assert second.info["raw"]["train"]["sha256"] == hashlib.sha256(bytes(payload)).hexdigest()
+
+
+# ---------------------------------------------------------------- case 8: every error path is one line
+
+
+def _mutated(tmp_path: Path, case: str) -> tuple[str, Path, str]:
+    """``(dataset, raw, where the error must point)`` for a raw file with one bad line."""
+    if case.startswith("amazon"):
+        rows = [json.loads(line) for line in amazon_lines(60, seed=2)]
+        change = {
+            "amazon-time-overflow": {"unixReviewTime": 10**20},
+            "amazon-time-before-year-1": {"unixReviewTime": -(10**15)},
+            "amazon-lone-surrogate": {"reviewerID": "\udc80x"},
+        }[case]
+        rows[7].update(change)
+        return "amazon", write_lines(tmp_path / "reviews.json", [json.dumps(r) for r in rows]), "line 8"
+    if case.startswith("movielens"):
+        folder = write_movielens(tmp_path / "ml", 80, seed=2)
+        ratings = (folder / "ratings.dat").read_text(encoding="latin-1").splitlines()
+        parts = ratings[5].split("::")
+        column, value = {"movielens-superscript-digit": (0, "²"), "movielens-timestamp-overflow": (3, "9" * 25)}[case]
+        parts[column] = value
+        ratings[5] = "::".join(parts)
+        write_lines(folder / "ratings.dat", ratings, encoding="latin-1")
+        return "movielens", folder, "line 6"
+    lines = (criteo_lines if case.startswith("criteo") else avazu_lines)(60, seed=2)
+    payload = [line.encode() for line in lines]
+    payload[9] += b"\xff"  # a byte that is not UTF-8, at the end of the last field
+    raw = tmp_path / ("train.txt" if case.startswith("criteo") else "train.csv")
+    raw.write_bytes(b"\n".join(payload) + b"\n")
+    return case.split("-")[0], raw, "line 10"
+
+
+READER_CASES = [
+    "amazon-time-overflow",
+    "amazon-time-before-year-1",
+    "amazon-lone-surrogate",
+    "movielens-superscript-digit",
+    "movielens-timestamp-overflow",
+    "criteo-invalid-utf8",
+    "avazu-invalid-utf8",
+]
+
+
+@pytest.mark.parametrize("case", READER_CASES)
+def test_case8_reader_limits_and_non_ascii_name_file_and_line_and_are_skippable(tmp_path, capsys, case):
+    dataset, raw, where = _mutated(tmp_path, case)
+    argv = ["prepare", dataset, "--raw", str(raw), "--min-count", "1"]
+    assert main([*argv, "--data-dir", str(tmp_path / "strict")]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("fmpbench: error: ") and where in line, line
+    assert main([*argv, "--data-dir", str(tmp_path / "lenient"), "--skip-bad-rows"]) == 0
+    assert "skipped 1 malformed rows" in capsys.readouterr().out
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fmpbench: error: "), lines
+    return lines[0]
+
+
+def test_case8_a_data_dir_that_is_a_regular_file_is_one_line(tmp_path, capsys):
+    raw = write_lines(tmp_path / "train.txt", criteo_lines(60, seed=2))
+    (tmp_path / "afile").write_text("")
+    assert main(["prepare", "criteo", "--raw", str(raw), "--data-dir", str(tmp_path / "afile")]) == 1
+    assert str(tmp_path / "afile") in _error_line(capsys)
+
+
+def test_case8_a_full_disk_during_prepare_names_the_folder_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    def full(self: object, block: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(preprocess.NpyWriter, "write", full)
+    raw = write_lines(tmp_path / "train.txt", criteo_lines(60, seed=2))
+    data_dir = tmp_path / "dd"
+    assert main(["prepare", "criteo", "--raw", str(raw), "--data-dir", str(data_dir), "--min-count", "1"]) == 1
+    line = _error_line(capsys)
+    assert f"'{data_dir / 'criteo'}" in line and line.endswith("No space left on device")
+    assert [p.name for p in (data_dir / "criteo").iterdir()] == ["raw_checksums.json"]
+
+
+def test_case8_a_full_disk_while_writing_a_record_names_the_record(tmp_path, capsys, monkeypatch):
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(results_module.os, "fsync", full)
+    results = tmp_path / "runs"
+    argv = ["run", "--dataset", "synthetic", "--rows", "500", "--epochs", "1", "--methods", "none", "--no-predictions"]
+    assert main([*argv, "--results", str(results)]) == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(f"fmpbench: error: '{results}") and line.endswith(".json': No space left on device")
+    assert not list(results.glob("*.json")) and not [p for p in results.rglob(".*") if p.is_file()]
+
+
+def test_case8_a_read_only_report_folder_is_one_line(grid_with_predictions, tmp_path, capsys, monkeypatch):
+    def read_only(*args: object, **kwargs: object) -> str:
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "out"))
+
+    monkeypatch.setattr(report_module.tempfile, "mkdtemp", read_only)
+    assert main(["report", "--results", str(grid_with_predictions), "--out", str(tmp_path / "out")]) == 1
+    assert _error_line(capsys) == f"fmpbench: error: '{tmp_path / 'out'}': Read-only file system"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["prepare", "criteo", "--raw", "RAW", "--min-count", "0"], "--min-count must be at least 1, got 0"),
+        (["run", "--dataset", "synthetic", "--seeds", "100000000000"], "--seeds must be at most 10,000, got "),
+        (["run", "--dataset", "synthetic", "--device", "cuda:0"], "device 'cuda:0' is not available here"),
+    ],
+)
+def test_case8_option_values_are_checked_before_any_work(tmp_path, capsys, argv, expected):
+    if "cuda:0" in argv and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    raw = write_lines(tmp_path / "train.txt", criteo_lines(60, seed=2))
+    argv = [str(raw) if a == "RAW" else a for a in argv]
+    extra = ["--data-dir", str(tmp_path / "dd")] if argv[0] == "prepare" else ["--results", str(tmp_path / "r")]
+    assert main([*argv, *extra]) == 2
+    assert expected in _error_line(capsys)
+    assert not (tmp_path / "dd").exists() and not (tmp_path / "r").exists()

@@ -220,6 +220,11 @@ def prepare(
             },
         }
         _cache.finalize(build, root, meta, out["array_sha256"])
+    except OSError as exc:
+        shutil.rmtree(build, ignore_errors=True)
+        if exc.filename is None:  # a write to a full disk names no file: name the folder being built
+            raise OSError(exc.errno, exc.strerror or str(exc), str(build)) from exc
+        raise
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise

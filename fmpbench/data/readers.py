@@ -12,14 +12,19 @@ track line numbers). MovieLens and Amazon are small enough for a plain Python pa
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gzip
 import hashlib
+import io
 import json
 import math
 import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +37,7 @@ from fmpbench.data.rawio import (
     check_file,
     first_line,
     gzip_error,
+    is_gzip,
     iter_lines,
 )
 
@@ -156,6 +162,45 @@ class _NeedRescan(Exception):
     """Raised by a fast path when it met a bad row; the slow path finds and names the line."""
 
 
+class _DecodableLines(io.RawIOBase):
+    """A raw text file (gzip or plain) without its lines that are not valid UTF-8, each logged as skipped.
+
+    The slow way to read a file, used only after the fast parser met undecodable bytes under
+    ``skip_bad_rows``.
+    """
+
+    def __init__(self, path: Path, skips: SkipLog) -> None:
+        super().__init__()
+        self._file = gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._lines = enumerate(self._file, 1)
+        self._skips = skips
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, out: bytearray | memoryview) -> int:
+        while not self._pending:
+            try:
+                i, line = next(self._lines)
+            except StopIteration:
+                return 0
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                self._skips.add(f"line {i}: not valid UTF-8 text ({exc.reason} at column {exc.start + 1})")
+                continue
+            self._pending = memoryview(line)
+        n = min(len(out), len(self._pending))
+        out[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
 class RawReader:
     """Base class: a dataset's raw files and how to turn them into batches."""
 
@@ -228,8 +273,12 @@ def _arrow_record_batches(
     chunk_rows: int,
     skips: SkipLog | None,
     what: str,
+    decodable_only: bool = False,
 ) -> Iterator[pa.RecordBatch]:
-    """Parse blocks of all-string columns; malformed column counts are skipped or abort."""
+    """Parse blocks of all-string columns; malformed column counts are skipped or abort.
+
+    ``decodable_only`` reads through :class:`_DecodableLines` (needs ``skips``).
+    """
 
     def handler(row: pcsv.InvalidRow) -> str:
         if skips is None:
@@ -258,7 +307,8 @@ def _arrow_record_batches(
         quoted_strings_can_be_null=False,
     )
     try:
-        with arrow_stream(path) as stream:
+        opened = io.BufferedReader(_DecodableLines(path, skips), 1 << 20) if decodable_only and skips else None
+        with opened or arrow_stream(path) as stream, _quiet_undecodable_rows():
             reader = pcsv.open_csv(
                 stream,
                 read_options=read_options,
@@ -269,13 +319,30 @@ def _arrow_record_batches(
                 if rb.num_rows:
                     yield rb
     except pa.ArrowInvalid as exc:
-        if "CSV parse error" in str(exc) or "Expected" in str(exc):
+        if "CSV parse error" in str(exc) or "Expected" in str(exc) or "invalid UTF8" in str(exc):
             raise _NeedRescan(str(exc)) from exc
         if "Empty CSV file" in str(exc):
             return
         raise DataError(f"{what} {path}: {str(exc).splitlines()[0]}") from exc
     except OSError as exc:
         raise gzip_error(path, exc) from exc
+
+
+@contextlib.contextmanager
+def _quiet_undecodable_rows() -> Iterator[None]:
+    """pyarrow decodes a malformed row to show it to the invalid-row handler, and reports a failure to
+    decode as "Exception ignored" before it fails the parse; the decodable-only reading then skips it."""
+    previous = sys.unraisablehook
+
+    def hook(info: Any) -> None:
+        if not isinstance(info.exc_value, UnicodeDecodeError):
+            previous(info)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
 
 
 def _labels01(col: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -398,50 +465,88 @@ def _fast_batches(
     skip_rows: int,
     skips: SkipLog | None,
 ) -> Iterator[Batch]:
-    """Batches of at least ``chunk_rows`` rows (the last may be smaller). Each parse block is turned
-    into tokens at once, so the strings of only a block or two are alive, never of a whole chunk."""
+    """Batches of at least ``chunk_rows`` rows (the last may be smaller).
+
+    Undecodable bytes stop pyarrow's parser (its invalid-row handler cannot even show such a row);
+    under ``skip_bad_rows`` the file is then read again
+    without its undecodable lines (the skip log restarts, as every row is seen again), and batches
+    continue after the rows already produced, which the second reading produces identically.
+    """
+    args = (reader, chunk_rows, names, delimiter, skip_rows, skips)
     n = 0
-    pending: list[Batch] = []
-    pending_rows = 0
     try:
-        for rb in _arrow_record_batches(
-            reader.path,
-            names=names,
-            delimiter=delimiter,
-            skip_rows=skip_rows,
-            chunk_rows=chunk_rows,
-            skips=skips,
-            what=reader.dataset,
-        ):
-            try:
-                batch = reader._convert(rb)
-            except _NeedRescan:
-                if skips is None:
-                    raise
-                ok = reader._row_ok(rb)
-                bad = int((~ok).sum())
-                if bad:
-                    skips.add("label or integer field not parseable", bad)
-                rb = rb.filter(pa.array(ok))
-                if rb.num_rows == 0:
-                    continue
-                batch = reader._convert(rb)
-            del rb
-            pending.append(batch)
-            pending_rows += len(batch)
-            if pending_rows >= chunk_rows:
-                n += pending_rows
-                yield concat_batches(pending)
-                pending, pending_rows = [], 0
-        if pending:
-            n += pending_rows
-            yield concat_batches(pending)
+        try:
+            for batch in _converted(*args, decodable_only=False):
+                n += len(batch)
+                yield batch
+        except _NeedRescan:  # under skip_bad_rows only the parser raises it: undecodable bytes
+            if skips is None:
+                raise
+            skips.count, skips.examples = 0, []
+            produced, n = n, 0
+            for batch in _converted(*args, decodable_only=True):
+                if n + len(batch) > produced:
+                    yield _rows_from(batch, max(produced - n, 0))
+                n += len(batch)
     except _NeedRescan:
         raise _first_bad_line(reader, skip_rows) from None
     if n == 0:
         if reader.skips.count:
             raise DataError(f"{reader.dataset} {reader.path}: no valid rows ({reader.skips.count} bad rows skipped)")
         raise DataError(f"{reader.dataset} {reader.path}: no data rows")
+
+
+def _rows_from(batch: Batch, start: int) -> Batch:
+    if not start:
+        return batch
+    return Batch(batch.labels[start:], {name: col[start:] for name, col in batch.columns.items()})
+
+
+def _converted(
+    reader: CriteoReader | AvazuReader,
+    chunk_rows: int,
+    names: list[str],
+    delimiter: str,
+    skip_rows: int,
+    skips: SkipLog | None,
+    *,
+    decodable_only: bool,
+) -> Iterator[Batch]:
+    """Each parse block is turned into tokens at once, so the strings of only a block or two are
+    alive, never of a whole chunk."""
+    pending: list[Batch] = []
+    pending_rows = 0
+    for rb in _arrow_record_batches(
+        reader.path,
+        names=names,
+        delimiter=delimiter,
+        skip_rows=skip_rows,
+        chunk_rows=chunk_rows,
+        skips=skips,
+        what=reader.dataset,
+        decodable_only=decodable_only,
+    ):
+        try:
+            batch = reader._convert(rb)
+        except _NeedRescan:
+            if skips is None:
+                raise
+            ok = reader._row_ok(rb)
+            bad = int((~ok).sum())
+            if bad:
+                skips.add("label or integer field not parseable", bad)
+            rb = rb.filter(pa.array(ok))
+            if rb.num_rows == 0:
+                continue
+            batch = reader._convert(rb)
+        del rb
+        pending.append(batch)
+        pending_rows += len(batch)
+        if pending_rows >= chunk_rows:
+            yield concat_batches(pending)
+            pending, pending_rows = [], 0
+    if pending:
+        yield concat_batches(pending)
 
 
 def concat_batches(parts: list[Batch]) -> Batch:
@@ -616,6 +721,9 @@ MOVIELENS_FIELDS = [
     "weekday",
 ]
 _YEAR_RE = re.compile(r"\((\d{4})\)\s*$")
+#: MovieLens ids, ratings and timestamps: ASCII digits that fit int64 (``str.isdigit`` also accepts
+#: '²' or '１', which ``int`` then rejects or the int64 arrays overflow on)
+_COUNT_RE = re.compile(r"[0-9]{1,18}\Z")
 
 
 def _find_beside(folder: Path, stem: str) -> Path | None:
@@ -680,7 +788,7 @@ class MovieLensReader(RawReader):
                 raise DataError(
                     f"movielens {path.name} line {i}: expected {n_cols} '::'-separated columns, got {len(parts)}"
                 )
-            if not parts[0].isdigit():
+            if not _COUNT_RE.match(parts[0]):
                 raise DataError(f"movielens {path.name} line {i}: {what} is not an integer: {parts[0]!r}")
             out[int(parts[0])] = parts[1:]
         if not out:
@@ -688,46 +796,45 @@ class MovieLensReader(RawReader):
         return out
 
     def _lookup(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Sorted user ids with their attributes, and the same for movies (ids may be sparse and large)."""
         users = self._table(self.users_path, 5, "UserID")
         movies = self._table(self.movies_path, 3, "MovieID")
-        u_max, m_max = max(users), max(movies)
-        u_row = np.full(u_max + 2, -1, dtype=np.int64)
+        u_ids = np.array(sorted(users), dtype=np.int64)
         u_attr = np.empty((len(users), 4), dtype=object)
-        for k, (uid, attrs) in enumerate(users.items()):
-            u_row[uid] = k
-            u_attr[k] = attrs
-        m_row = np.full(m_max + 2, -1, dtype=np.int64)
+        for k, uid in enumerate(u_ids.tolist()):
+            u_attr[k] = users[uid]
+        m_ids = np.array(sorted(movies), dtype=np.int64)
         m_attr = np.empty((len(movies), 2), dtype=object)
-        for k, (mid, (title, genres)) in enumerate(movies.items()):
-            m_row[mid] = k
+        for k, mid in enumerate(m_ids.tolist()):
+            title, genres = movies[mid]
             year = _YEAR_RE.search(title)
             m_attr[k] = (genres, year.group(1) if year else "")
-        return u_row, u_attr, m_row, m_attr
+        return u_ids, u_attr, m_ids, m_attr
 
-    def _rating_error(self, parts: list[str], u_row: np.ndarray, m_row: np.ndarray) -> str | None:
+    def _rating_error(self, parts: list[str], u_ids: np.ndarray, m_ids: np.ndarray) -> str | None:
         if len(parts) != 4:
             return f"expected 4 '::'-separated columns, got {len(parts)}"
         for name, text in zip(("UserID", "MovieID", "Rating", "Timestamp"), parts, strict=True):
-            if not text.isdigit():
+            if not _COUNT_RE.match(text):
                 return f"{name} is not an integer: {text!r}"
         uid, mid, r = int(parts[0]), int(parts[1]), int(parts[2])
         if not 1 <= r <= 5:
             return f"Rating out of range 1-5: {r}"
-        if uid >= u_row.size or u_row[uid] < 0:
+        if not _contains(u_ids, uid):
             return f"UserID {uid} not in {self.users_path.name}"
-        if mid >= m_row.size or m_row[mid] < 0:
+        if not _contains(m_ids, mid):
             return f"MovieID {mid} not in {self.movies_path.name}"
         return None
 
     def batches(self, chunk_rows: int) -> Iterator[Batch]:
-        u_row, u_attr, m_row, m_attr = self._lookup()
+        u_ids, u_attr, m_ids, m_attr = self._lookup()
         rows: list[tuple[int, int, int, int]] = []
         total = 0
         for i, line in iter_lines(self.ratings, "latin-1"):
             if not line:
                 continue
             parts = line.split("::")
-            err = self._rating_error(parts, u_row, m_row)
+            err = self._rating_error(parts, u_ids, m_ids)
             if err is not None:
                 if self.skip_bad_rows:
                     self.skips.add(f"line {i}: {err}")
@@ -736,26 +843,26 @@ class MovieLensReader(RawReader):
             rows.append((int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3])))
             if len(rows) >= chunk_rows:
                 total += len(rows)
-                yield self._batch(rows, u_row, u_attr, m_row, m_attr)
+                yield self._batch(rows, u_ids, u_attr, m_ids, m_attr)
                 rows = []
         if rows:
             total += len(rows)
-            yield self._batch(rows, u_row, u_attr, m_row, m_attr)
+            yield self._batch(rows, u_ids, u_attr, m_ids, m_attr)
         if total == 0:
             raise DataError(f"movielens {self.ratings}: no data rows")
 
     @staticmethod
     def _batch(
         rows: list[tuple[int, int, int, int]],
-        u_row: np.ndarray,
+        u_ids: np.ndarray,
         u_attr: np.ndarray,
-        m_row: np.ndarray,
+        m_ids: np.ndarray,
         m_attr: np.ndarray,
     ) -> Batch:
         a = np.asarray(rows, dtype=np.int64)
         uid, mid, rating, ts = a[:, 0], a[:, 1], a[:, 2], a[:, 3]
-        ua = u_attr[u_row[uid]]
-        ma = m_attr[m_row[mid]]
+        ua = u_attr[np.searchsorted(u_ids, uid)]
+        ma = m_attr[np.searchsorted(m_ids, mid)]
         cols: dict[str, Column] = {
             "user_id": uid,
             "movie_id": mid,
@@ -769,6 +876,11 @@ class MovieLensReader(RawReader):
             "weekday": (ts // 86400 + 3) % 7,  # 1970-01-01 was a Thursday; Mon=0
         }
         return Batch((rating > 3).astype(np.float32), cols)
+
+
+def _contains(sorted_ids: np.ndarray, value: int) -> bool:
+    at = int(np.searchsorted(sorted_ids, value))
+    return at < sorted_ids.size and int(sorted_ids[at]) == value
 
 
 # --------------------------------------------------------------------------------------------
@@ -822,6 +934,17 @@ def resolve_amazon(raw: Path | list[Path]) -> tuple[Path, Path | None]:
             f"meta_<Category>.json.gz, got {[str(p) for p in paths]}"
         )
     return check_file(reviews[0], "amazon reviews"), (check_file(meta[0], "amazon meta") if meta else None)
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _as_int(x: object) -> int | None:
@@ -940,7 +1063,10 @@ class AmazonReader(RawReader):
         if vote is None:
             return f"'vote' is not a count: {vote_raw!r}"
         verified = d.get("verified")
-        day = dt.datetime.fromtimestamp(t, dt.timezone.utc)
+        try:
+            day = dt.datetime.fromtimestamp(t, dt.timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return f"'unixReviewTime' is not a time: {t}"
         tok = {
             "user": user,
             "item": item,
@@ -960,6 +1086,10 @@ class AmazonReader(RawReader):
             assert self._meta is not None
             brand, cat, price = self._meta.get(item, ("", "", ""))
             tok.update(brand=brand, main_cat=cat, price=price)
+        if _SURROGATE_ESCAPE.search(line):  # "\\udc80" decodes to a str that UTF-8 cannot encode
+            for name, value in tok.items():
+                if not _encodable(value):
+                    return f"'{name}' holds a lone UTF-16 surrogate (an invalid \\u escape)"
         review = json.dumps([user, t, d.get("summary"), d.get("reviewText")]).encode()
         return (1.0 if overall >= 4 else 0.0), tok, hashlib.blake2b(review, digest_size=8).digest()
 

@@ -22,6 +22,7 @@ from fmpbench.report import matched as mb
 from fmpbench.report import summary as sm
 from fmpbench.report import tables as tb
 from fmpbench.report.load import LoadedResults, load_results, slug
+from fmpbench.results import with_path
 
 __all__ = ["ReportSummary", "generate_report", "load_results"]
 
@@ -87,6 +88,8 @@ def generate_report(results_dir: Path, out_dir: Path, *, figures: bool = True) -
                 stale.unlink()
         for made in work.iterdir():
             os.replace(made, out_dir / made.name)
+    except OSError as exc:
+        raise with_path(exc, out_dir) from exc
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return summary
