@@ -468,15 +468,52 @@ def _fast_batches(
     """Batches of at least ``chunk_rows`` rows (the last may be smaller).
 
     Undecodable bytes stop pyarrow's parser (its invalid-row handler cannot even show such a row);
-    under ``skip_bad_rows`` the file is then read again
-    without its undecodable lines (the skip log restarts, as every row is seen again), and batches
-    continue after the rows already produced, which the second reading produces identically.
+    under ``skip_bad_rows`` the file is then read again without its undecodable lines (the skip log
+    restarts, as every row is seen again), and batches continue after the rows already produced,
+    which the second reading produces identically.
     """
-    args = (reader, chunk_rows, names, delimiter, skip_rows, skips)
+
+    def converted(decodable_only: bool) -> Iterator[Batch]:
+        """Each parse block is turned into tokens at once, so the strings of only a block or two are
+        alive, never of a whole chunk."""
+        pending: list[Batch] = []
+        pending_rows = 0
+        for rb in _arrow_record_batches(
+            reader.path,
+            names=names,
+            delimiter=delimiter,
+            skip_rows=skip_rows,
+            chunk_rows=chunk_rows,
+            skips=skips,
+            what=reader.dataset,
+            decodable_only=decodable_only,
+        ):
+            try:
+                batch = reader._convert(rb)
+            except _NeedRescan:
+                if skips is None:
+                    raise
+                ok = reader._row_ok(rb)
+                bad = int((~ok).sum())
+                if bad:
+                    skips.add("label or integer field not parseable", bad)
+                rb = rb.filter(pa.array(ok))
+                if rb.num_rows == 0:
+                    continue
+                batch = reader._convert(rb)
+            del rb
+            pending.append(batch)
+            pending_rows += len(batch)
+            if pending_rows >= chunk_rows:
+                yield concat_batches(pending)
+                pending, pending_rows = [], 0
+        if pending:
+            yield concat_batches(pending)
+
     n = 0
     try:
         try:
-            for batch in _converted(*args, decodable_only=False):
+            for batch in converted(decodable_only=False):
                 n += len(batch)
                 yield batch
         except _NeedRescan:  # under skip_bad_rows only the parser raises it: undecodable bytes
@@ -484,7 +521,7 @@ def _fast_batches(
                 raise
             skips.count, skips.examples = 0, []
             produced, n = n, 0
-            for batch in _converted(*args, decodable_only=True):
+            for batch in converted(decodable_only=True):
                 if n + len(batch) > produced:
                     yield _rows_from(batch, max(produced - n, 0))
                 n += len(batch)
@@ -500,53 +537,6 @@ def _rows_from(batch: Batch, start: int) -> Batch:
     if not start:
         return batch
     return Batch(batch.labels[start:], {name: col[start:] for name, col in batch.columns.items()})
-
-
-def _converted(
-    reader: CriteoReader | AvazuReader,
-    chunk_rows: int,
-    names: list[str],
-    delimiter: str,
-    skip_rows: int,
-    skips: SkipLog | None,
-    *,
-    decodable_only: bool,
-) -> Iterator[Batch]:
-    """Each parse block is turned into tokens at once, so the strings of only a block or two are
-    alive, never of a whole chunk."""
-    pending: list[Batch] = []
-    pending_rows = 0
-    for rb in _arrow_record_batches(
-        reader.path,
-        names=names,
-        delimiter=delimiter,
-        skip_rows=skip_rows,
-        chunk_rows=chunk_rows,
-        skips=skips,
-        what=reader.dataset,
-        decodable_only=decodable_only,
-    ):
-        try:
-            batch = reader._convert(rb)
-        except _NeedRescan:
-            if skips is None:
-                raise
-            ok = reader._row_ok(rb)
-            bad = int((~ok).sum())
-            if bad:
-                skips.add("label or integer field not parseable", bad)
-            rb = rb.filter(pa.array(ok))
-            if rb.num_rows == 0:
-                continue
-            batch = reader._convert(rb)
-        del rb
-        pending.append(batch)
-        pending_rows += len(batch)
-        if pending_rows >= chunk_rows:
-            yield concat_batches(pending)
-            pending, pending_rows = [], 0
-    if pending:
-        yield concat_batches(pending)
 
 
 def concat_batches(parts: list[Batch]) -> Batch:
