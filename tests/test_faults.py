@@ -29,6 +29,7 @@ from fmpbench.grid import GridError, build_tasks, run_grid
 from fmpbench.protocol import ExperimentConfig
 from fmpbench.report import generate_report
 from fmpbench.report import summary as report_summary
+from fmpbench.results import write_record
 from fmpbench.selectors import SearchContext, get_selector_class
 from fmpbench.selectors.encoding import subsample
 from fmpbench.training import TrainConfig
@@ -360,3 +361,32 @@ def test_case8_option_values_are_checked_before_any_work(tmp_path, capsys, argv,
     assert main([*argv, *extra]) == 2
     assert expected in _error_line(capsys)
     assert not (tmp_path / "dd").exists() and not (tmp_path / "r").exists()
+
+
+# ---------------------------------------------------------------- case 9: the umask
+
+
+@pytest.fixture
+def group_umask() -> Iterator[int]:
+    """A umask that shares with the group (0o002), as on a team's shared results folder."""
+    previous = os.umask(0o002)
+    yield 0o002
+    os.umask(previous)
+
+
+def _modes(root: Path) -> set[tuple[str, int]]:
+    return {("dir" if p.is_dir() else "file", p.stat().st_mode & 0o777) for p in [root, *root.rglob("*")]}
+
+
+@pytest.mark.usefixtures("group_umask")
+def test_case9_cache_folders_and_files_follow_the_umask(tmp_path):
+    raw = write_lines(tmp_path / "train.txt", criteo_lines(60, seed=2))
+    data = prepare("criteo", raw, tmp_path / "dd", min_count=1)
+    assert _modes(tmp_path / "dd" / "criteo" / data.fingerprint) == {("dir", 0o775), ("file", 0o664)}
+
+
+@pytest.mark.usefixtures("group_umask")
+def test_case9_records_and_predictions_follow_the_umask(tmp_path):
+    record = {"run_id": "abc", "status": "ok"}
+    write_record(tmp_path / "runs", record, (np.array([0, 1]), np.array([0.2, 0.9])))
+    assert _modes(tmp_path / "runs") == {("dir", 0o775), ("file", 0o664)}

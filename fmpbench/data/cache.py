@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,15 @@ def new_build_dir(root: Path, fingerprint: str) -> Path:
     """
     root.mkdir(parents=True, exist_ok=True)
     remove_stale_builds(root)
-    return Path(tempfile.mkdtemp(prefix=f".tmp-{fingerprint}-{os.getpid()}-", dir=root))
+    # Not mkdtemp: its 0700 would survive the rename and lock colleagues out of a shared cache;
+    # mkdir applies the umask like any folder the user creates.
+    while True:
+        build = root / f".tmp-{fingerprint}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            build.mkdir(mode=0o777)
+        except FileExistsError:
+            continue
+        return build
 
 
 def _pid_alive(pid: int) -> bool:
