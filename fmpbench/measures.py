@@ -50,9 +50,46 @@ def inference_ms_per_1000(model: CTRModel, batch: torch.Tensor, repeats: int = 3
     return best * 1000.0 * 1000.0 / batch.shape[0]
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory of this process so far: CUDA allocator peak on GPU, resident set size on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 1024
+class PeakMemory:
+    """Peak memory of successive stretches of work in this process (a task's search, each retrain).
+
+    The process's own peak would let a run inherit the peaks of every earlier run in the same process
+    (a grid worker runs many). Each :meth:`lap` returns the peak since the previous one and starts the
+    next: on CUDA the allocator's peak (``torch.cuda.reset_peak_memory_stats``); on Linux CPU the peak
+    resident set size (``VmHWM`` in ``/proc/self/status``, reset by writing ``5`` to
+    ``/proc/self/clear_refs``: exact, and nothing runs beside the work, unlike a sampling thread).
+    Where neither is available the lifetime peak (``ru_maxrss``) is all there is.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._reset()
+
+    def lap(self) -> float:
+        """Peak in MiB since the previous lap (or since construction), then start the next lap."""
+        peak = self._peak_mb()
+        self._reset()
+        return peak
+
+    def _reset(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        try:
+            with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+                handle.write("5")
+        except OSError:
+            pass  # not Linux, or not allowed: _peak_mb falls back to the lifetime peak
+
+    def _peak_mb(self) -> float:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        try:
+            with open("/proc/self/status", encoding="ascii") as handle:
+                for line in handle:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024
+        except (OSError, ValueError):
+            pass
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return rss / 2**20 if sys.platform == "darwin" else rss / 1024

@@ -24,14 +24,16 @@ from fmpbench import results as results_module
 from fmpbench.cli import main
 from fmpbench.data import DataError, get_dataset, load_prepared, prepare, preprocess
 from fmpbench.data.fixtures import amazon_lines, avazu_lines, criteo_lines, write_lines, write_movielens
-from fmpbench.data.prepared import Split
+from fmpbench.data.prepared import PreparedData, Split
 from fmpbench.grid import GridError, build_tasks, run_grid
-from fmpbench.protocol import ExperimentConfig
+from fmpbench.measures import PeakMemory
+from fmpbench.protocol import ExperimentConfig, Task
 from fmpbench.report import generate_report
 from fmpbench.report import summary as report_summary
 from fmpbench.results import write_record
-from fmpbench.selectors import SearchContext, get_selector_class
+from fmpbench.selectors import SearchContext, Selector, get_selector_class, register
 from fmpbench.selectors.encoding import subsample
+from fmpbench.selectors.registry import _REGISTRY
 from fmpbench.training import TrainConfig
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -390,3 +392,48 @@ def test_case9_records_and_predictions_follow_the_umask(tmp_path):
     record = {"run_id": "abc", "status": "ok"}
     write_record(tmp_path / "runs", record, (np.array([0, 1]), np.array([0.2, 0.9])))
     assert _modes(tmp_path / "runs") == {("dir", 0o775), ("file", 0o664)}
+
+
+# ---------------------------------------------------------------- case 11: each run's own peak memory
+
+HOG_MB = 400
+
+
+class MemoryHog(Selector):
+    """Touches ``HOG_MB`` MiB during its search, then frees them."""
+
+    name = "test_memory_hog"
+
+    def fit(self, data: PreparedData, context: SearchContext | None = None) -> MemoryHog:
+        hog = np.ones(HOG_MB * 2**20 // 8)
+        self.set_scores(data, np.arange(data.num_fields, dtype=float) + hog[0])
+        del hog
+        return self
+
+
+needs_clear_refs = pytest.mark.skipif(
+    not Path("/proc/self/clear_refs").exists(), reason="per-run CPU peaks need Linux's /proc/self/clear_refs"
+)
+
+
+@needs_clear_refs
+def test_case11_peak_memory_laps_do_not_inherit_earlier_peaks():
+    memory = PeakMemory(torch.device("cpu"))
+    hog = np.ones(HOG_MB * 2**20 // 8)
+    del hog
+    first, second = memory.lap(), memory.lap()
+    assert first - second > 0.8 * HOG_MB, (first, second)
+
+
+@needs_clear_refs
+def test_case11_a_run_after_a_memory_hungry_one_reports_its_own_peak(tmp_path):
+    register(MemoryHog)
+    try:
+        data = get_dataset("synthetic", n_rows=TINY_CONFIG.n_rows)
+        tasks = [Task("test_memory_hog", 0, (3,)), Task("none", 0, (3,))]
+        with open(os.devnull, "w") as quiet:
+            records = run_grid(tasks, TINY_CONFIG, data, tmp_path / "runs", stream=quiet).records
+    finally:
+        _REGISTRY.pop(MemoryHog.name, None)
+    peaks = {r["method"]: r["peak_memory_mb"] for r in records}
+    assert peaks["test_memory_hog"] - peaks["none"] > 0.5 * HOG_MB, peaks  # before: none inherited the hog's peak
