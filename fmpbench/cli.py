@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     _lazy(run.add_argument("--executor", default="local", help="where tasks run"), _executors)
     run.add_argument("--ray-address", default=None, help="address of a running Ray cluster (default: start one)")
     run.add_argument("--no-predictions", action="store_true", help="do not store test predictions")
+    run.add_argument("--save-model", default=None, metavar="DIR",
+                     help="save each finished top-k retrain's model to DIR/<run_id>.pt (state dict, kept fields, "
+                          "backbone, data fingerprint; reload with fmpbench.models.saved.load_model)")
     run.add_argument("--vary-split", action="store_true",
                      help="seed s draws its own random split (split seed + s; vocabularies refitted on its train "
                           "rows), so the spread over seeds includes data sampling (the study does this)")
@@ -213,13 +216,13 @@ def _check_choice(kind: str, value: str, choices: list[str] | tuple[str, ...]) -
         raise UsageError(f"unknown {kind} '{value}'; choose from: {', '.join(choices)}")
 
 
-def _check_can_create(directory: Path) -> None:
-    """Refuse an unwritable results directory before any work, without creating anything yet."""
+def _check_can_create(directory: Path, what: str = "results directory") -> None:
+    """Refuse an unwritable output directory before any work, without creating anything yet."""
     existing = directory
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"results directory '{directory}' is not writable: '{existing}' is not a writable directory")
+        raise UsageError(f"{what} '{directory}' is not writable: '{existing}' is not a writable directory")
 
 
 def _make_writable_dir(directory: Path) -> None:
@@ -298,6 +301,10 @@ def command_run(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or DEFAULT_DATA_DIR
     results_dir = Path(args.results)
     _check_can_create(results_dir)
+    if args.save_model is not None:
+        if args.executor != "local":  # a cluster's workers would write the models on their own disks
+            raise UsageError("--save-model needs --executor local")
+        _check_can_create(Path(args.save_model), "--save-model directory")
     overrides = {"max_epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device}
     train_config = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
     baselines = tuple(_resolve_methods(args.matched_baselines)) if args.matched_baselines else ()
@@ -315,6 +322,7 @@ def command_run(args: argparse.Namespace) -> int:
         train_config=train_config,
         save_predictions=not args.no_predictions,
         matched_baselines=baselines,
+        model_dir=args.save_model,
     )
     tasks = build_tasks(methods, list(range(args.seeds)), ks)
     by_seed = _seed_splits(data, args.seeds, data_dir) if args.vary_split else data
@@ -334,7 +342,9 @@ def command_run(args: argparse.Namespace) -> int:
         ray_address=args.ray_address,
         stream=sys.stderr,  # the stream of now, not the one of the grid module's import
     )
-    _print_summary(_grid_records(tasks, config, by_seed, results_dir, outcome.records))
+    records = _grid_records(tasks, config, by_seed, results_dir, outcome.records)
+    _print_summary(records)
+    _print_drop_list(records, results_dir)
     print(
         f"{len(outcome.records)} runs in {outcome.seconds:.1f}s, {outcome.skipped} skipped (--resume), "
         f"{len(outcome.failed)} failed",
@@ -437,6 +447,18 @@ def _print_summary(records: list[dict[str, Any]]) -> None:
         print(f"FLAGGED: {len(flagged)} rows to read before publishing (worse than chance, or far worse than none):")
         for row in flagged.itertuples():
             print(f"  {row.method} k={row.k} seed={row.seed}: {row.reason}")
+
+
+def _print_drop_list(records: list[dict[str, Any]], results_dir: Path) -> None:
+    """The grid's answer (:mod:`fmpbench.report.answer`): which fields each method can drop."""
+    from fmpbench.report.answer import drop_list, drop_list_lines
+    from fmpbench.report.load import records_frame
+    from fmpbench.report.summary import main_summary
+
+    loaded = records_frame(records, results_dir)
+    if loaded.ok.empty:
+        return
+    print("\n".join(drop_list_lines(drop_list(main_summary(loaded), loaded))))
 
 
 def command_prepare(args: argparse.Namespace) -> int:

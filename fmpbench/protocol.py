@@ -43,6 +43,7 @@ from fmpbench.measures import (
 )
 from fmpbench.models import CTRModel
 from fmpbench.models.pruning import kept_count, magnitude_prune
+from fmpbench.models.saved import save_model
 from fmpbench.results import (
     RECORD_SCHEMA,
     code_version,
@@ -74,6 +75,8 @@ class ExperimentConfig:
     matched_baselines: tuple[str, ...] = ()
     #: hidden-layer keep ratio of those rows when the method has no ``keep_ratio`` of its own
     baseline_keep_ratio: float = 0.5
+    #: where each finished retrain row's model is saved (``fmpbench.models.saved``); not part of a run's identity
+    model_dir: str | None = None
 
     def context(self, seed: int) -> SearchContext:
         return SearchContext(seed, self.backbone, dict(self.backbone_params), self.train_config)
@@ -353,6 +356,11 @@ def _train_and_test(
     test_auc, test_logloss, probs = evaluate(model, test, context.train_config.eval_batch_size)
     if not np.isfinite(test_logloss):
         raise TrainingDiverged("test predictions are not finite")
+    if config.model_dir is not None and row.kind == "retrain":
+        names = [data.field_names[f] for f in fields]
+        save_model(config.model_dir, model, config.backbone, context.backbone_params, fields.tolist(),
+                   {"run_id": row.run_id, "fields": names, "data_fingerprint": data.fingerprint,
+                    "dataset": config.dataset, "method": row.name, "k": row.k, "seed": context.seed})
     return {
         "selected_fields": [data.field_names[f] for f in fields],
         "test_auc": test_auc,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fmpbench import stats
+from fmpbench.report import answer as an
 from fmpbench.report import figures as fg
 from fmpbench.report import flags as fl
 from fmpbench.report import matched as mb
@@ -39,6 +40,9 @@ TABLE_DESCRIPTIONS = {
     "matched_budget": "Light-FMP's native pruned model against the two model-pruning baselines at the same "
                       "fields and sizes (small-from-scratch, magnitude pruning) and its own full-width "
                       "retrain, per dataset and k, with ΔAUC [95% CI], paired t-tests and a verdict.",
+    "drop_list": "The answer: per dataset and method, the smallest k whose test AUC is practically equal to "
+                 "`none` or not significantly worse, the fields it drops, how often seeds agree, and the "
+                 "fields most methods drop (consensus).",
     "flags": f"Rows to read before publishing: test AUC below {fl.AUC_FLOOR}, or test logloss more than "
              f"{fl.LOGLOSS_MARGIN} above `none`'s on the same dataset and seed.",
     "failed_runs": "Every failed or diverged record with its error, expected-but-missing (k, seed) runs, "
@@ -47,7 +51,7 @@ TABLE_DESCRIPTIONS = {
 # Files this module writes under fixed or per-dataset names; stale ones are removed before a rerun so that
 # a figure whose data has gone is never left behind looking current.
 _OWN_FILES = re.compile(
-    r"^(main_results|efficiency|ground_truth_recovery|aukc_ranking|matched_budget|flags|failed_runs)\.(md|tex)$|"
+    r"^(main_results|drop_list|efficiency|ground_truth_recovery|aukc_ranking|matched_budget|flags|failed_runs)\.(md|tex)$|"
     r"^(auc_vs_k|auc_vs_params|auc_vs_flops|time_split|cd_diagram|cd_diagram_wilcoxon|lightfmp_subset_ablation|"
     r"field_scores_[a-z0-9-]+|kendall_tau_[a-z0-9-]+)\.(png|pdf)$"
 )
@@ -114,7 +118,9 @@ def _write_report(loaded: LoadedResults, out_dir: Path, work: Path, figures: boo
     summary = ReportSummary(out_dir=out_dir, n_records=len(loaded.runs), n_corrupt=len(loaded.corrupt),
                             n_ok=len(loaded.ok), n_failed=int((loaded.runs["status"] != "ok").sum()),
                             n_missing=int((fail["kind"] == "missing").sum()))
-    tables = [tb.main_results_table(main), tb.efficiency_table(eff), tb.recovery_table(sm.recovery_summary(loaded)),
+    drops = an.drop_list(main, loaded)
+    tables = [tb.main_results_table(main), an.drop_list_table(drops), tb.efficiency_table(eff),
+              tb.recovery_table(sm.recovery_summary(loaded)),
               tb.aukc_table(aukc, grids, friedman_text), mb.matched_budget_table(mb.matched_budget_summary(loaded)),
               fl.flags_table(fl.flag_rows(loaded.ok, ("block", "seed"))),
               tb.failures_table(fail)]

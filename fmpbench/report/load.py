@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from fmpbench.results import predictions_path, read_record, stable_hash
+from fmpbench.results import predictions_path, read_record, record_path, stable_hash
 
 NUMERIC_FIELDS = (
     "test_auc", "test_logloss", "valid_auc", "embedding_params", "dense_params", "embedding_params_full",
@@ -205,6 +205,17 @@ def load_results(results_dir: Path) -> LoadedResults:
     if not results_dir.is_dir():
         raise FileNotFoundError(f"results directory not found: {results_dir}")
     rows, corrupt = _read_all(results_dir)
+    return _assemble(results_dir, rows, corrupt)
+
+
+def records_frame(records: list[dict[str, Any]], results_dir: Path) -> LoadedResults:
+    """The same table for records already in memory (``run``'s own grid, not the whole folder)."""
+    results_dir = Path(results_dir)
+    rows = [_flat_row(record, record_path(results_dir, str(record["run_id"]))) for record in records]
+    return _assemble(results_dir, rows, [])
+
+
+def _assemble(results_dir: Path, rows: list[dict[str, Any]], corrupt: list[tuple[str, str]]) -> LoadedResults:
     if not rows:
         return LoadedResults(results_dir, pd.DataFrame(columns=list(COLUMNS)), corrupt)
     runs = pd.DataFrame(rows)
