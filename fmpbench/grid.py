@@ -23,7 +23,7 @@ from fmpbench.data import DataError
 from fmpbench.data.prepared import PreparedData
 from fmpbench.data.refs import DataRef, load_ref, ref_of
 from fmpbench.protocol import ExperimentConfig, Predictions, Task, iter_task_outputs, run_task, task_rows
-from fmpbench.results import finished_run_ids, write_record
+from fmpbench.results import RunClaims, finished_run_ids, write_record
 from fmpbench.selectors import get_selector_class
 
 DEFAULT_K_RATIOS = (0.25, 0.5, 0.75)
@@ -245,13 +245,31 @@ def run_grid(
             records.append(record)
             report(record)
 
-    if executor == "ray":
-        _run_ray(pending, config, data, finished, jobs, ray_address, write)
-    elif jobs == 1:
-        for task in pending:
-            records += run_task(task, config, data_for(data, task.seed), results_dir, finished, report)
-    else:
-        _LocalPool(pending, config, finished, jobs, write).run(data)
+    claims = RunClaims(results_dir)  # held until the grid ends: another process on this folder skips them
+
+    declined: list[str] = []
+
+    def claim(task: Task) -> bool:
+        unfinished = [r.run_id for r in rows_of[task] if r.run_id not in finished]
+        if claims.take(unfinished):
+            return True
+        declined.extend(unfinished)
+        return False
+
+    try:
+        if executor == "ray":
+            _run_ray([t for t in pending if claim(t)], config, data, finished, jobs, ray_address, write)
+        elif jobs == 1:
+            for task in pending:
+                if claim(task):
+                    records += run_task(task, config, data_for(data, task.seed), results_dir, finished, report)
+        else:
+            _LocalPool(pending, config, finished, jobs, write, claim).run(data)
+    finally:
+        claims.release_all()
+    if declined:
+        owners = ", ".join(sorted(set(claims.declined.values())))
+        print(f"skipped {len(declined)} runs that another process has claimed ({owners})", file=stream)
     return GridOutcome(records, skipped, len(all_rows), time.perf_counter() - start)
 
 
@@ -265,9 +283,16 @@ class _LocalPool:
     """
 
     def __init__(
-        self, tasks: Sequence[Task], config: ExperimentConfig, finished: frozenset[str], jobs: int, write: Callable
+        self,
+        tasks: Sequence[Task],
+        config: ExperimentConfig,
+        finished: frozenset[str],
+        jobs: int,
+        write: Callable,
+        claim: Callable[[Task], bool],
     ) -> None:
         self.queue = deque(tasks)
+        self.claim = claim  # a task is taken only once its runs are claimed (RunClaims)
         self.config, self.finished, self.workers, self.write = config, finished, jobs - 1, write
         self.threads = threads_per_worker(jobs)
         self.lock = threading.Lock()
@@ -300,7 +325,10 @@ class _LocalPool:
 
     def _take(self) -> Task | None:
         with self.lock:
-            return self.queue.popleft() if self.queue and not self.stopped else None
+            while self.queue and not self.stopped:
+                if self.claim(task := self.queue.popleft()):
+                    return task
+            return None
 
     def _deliver(self, outputs: list[tuple[dict[str, Any], Predictions]]) -> None:
         with self.lock:

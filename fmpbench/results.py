@@ -14,6 +14,7 @@ import os
 import platform
 import secrets
 import subprocess
+import time
 import warnings
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
@@ -133,6 +134,111 @@ def iter_records(results_dir: Path) -> Iterator[dict[str, Any]]:
 def finished_run_ids(results_dir: Path) -> set[str]:
     """Ids of runs that completed successfully (failures are retried on ``--resume``)."""
     return {r["run_id"] for r in iter_records(results_dir) if r["status"] == "ok"}
+
+
+CLAIMS_FOLDER = ".claims"
+#: how long a claim by a process on another host is honoured (its liveness cannot be checked from here):
+#: longer than any single task of a full-size grid
+CLAIM_MAX_AGE_S = 24 * 3600.0
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host with that pid exists (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
+
+
+class RunClaims:
+    """This process's claims on runs of one results folder, so that concurrent ``run``s split the work.
+
+    A claim is ``.claims/<run_id>.claim`` created with ``O_CREAT | O_EXCL`` (atomic, also on NFS),
+    holding its owner's host and pid. Another process skips a claimed run while the owner lives: on
+    this host while its pid exists; on another host (e.g. Slurm jobs on a shared file system) until
+    the claim is ``max_age_s`` old. A stale claim is taken over by renaming it away first, so of two
+    processes taking over the same claim only one succeeds. (A process that took a claim over just
+    before another one judged it stale can still lose it to that one: the run is then computed twice,
+    and since records are written atomically, both copies are whole.)
+    """
+
+    def __init__(self, results_dir: Path, max_age_s: float = CLAIM_MAX_AGE_S) -> None:
+        self.folder = Path(results_dir) / CLAIMS_FOLDER
+        self.max_age_s = max_age_s
+        self.host = platform.node()
+        self.held: set[str] = set()
+        #: run id -> owner ("host pid N") of each run skipped because another process holds it
+        self.declined: dict[str, str] = {}
+
+    def take(self, run_ids: list[str]) -> bool:
+        """Claim every run of ``run_ids`` (one task's), or none of them when a live process holds one."""
+        taken: list[str] = []
+        for run_id in run_ids:
+            if run_id in self.held or self._claim(run_id):
+                taken.append(run_id)
+                self.held.add(run_id)
+                continue
+            self.release(taken)
+            return False
+        return True
+
+    def release(self, run_ids: list[str]) -> None:
+        for run_id in run_ids:
+            if run_id in self.held:
+                self.held.discard(run_id)
+                self._path(run_id).unlink(missing_ok=True)
+
+    def release_all(self) -> None:
+        self.release(sorted(self.held))
+        try:
+            self.folder.rmdir()  # only when no other process holds a claim
+        except OSError:
+            pass
+
+    def _path(self, run_id: str) -> Path:
+        return self.folder / f"{run_id}.claim"
+
+    def _claim(self, run_id: str) -> bool:
+        path = self._path(run_id)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                owner = self._live_owner(path)
+                if owner is not None:
+                    self.declined[run_id] = owner
+                    return False
+                try:  # stale: move it away; of several processes doing so, only one finds it
+                    stale = path.with_name(f".{path.name}.{secrets.token_hex(4)}.stale")
+                    os.rename(path, stale)
+                    stale.unlink()
+                except FileNotFoundError:
+                    pass
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump({"host": self.host, "pid": os.getpid(), "since": time.time()}, handle)
+            return True
+        return False
+
+    def _live_owner(self, path: Path) -> str | None:
+        """Who holds the claim at ``path`` while it is live, or None when it is stale (or gone)."""
+        try:
+            age = time.time() - path.stat().st_mtime
+        except OSError:
+            return None
+        try:
+            owner = json.loads(path.read_text(encoding="utf-8"))
+            host, pid = str(owner["host"]), int(owner["pid"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):  # being written this instant, or garbage
+            return "an unreadable claim" if age < 60 else None
+        alive = pid_alive(pid) if host == self.host else age < self.max_age_s
+        return f"{host} pid {pid}" if alive else None
 
 
 def load_predictions(results_dir: Path, run_id: str) -> tuple[np.ndarray, np.ndarray]:

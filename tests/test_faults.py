@@ -5,10 +5,15 @@ from __future__ import annotations
 import errno
 import gzip
 import hashlib
+import io
 import json
 import os
+import platform
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import replace
@@ -27,10 +32,10 @@ from fmpbench.data.fixtures import amazon_lines, avazu_lines, criteo_lines, writ
 from fmpbench.data.prepared import PreparedData, Split
 from fmpbench.grid import GridError, build_tasks, run_grid
 from fmpbench.measures import PeakMemory
-from fmpbench.protocol import ExperimentConfig, Task
+from fmpbench.protocol import ExperimentConfig, Task, task_rows
 from fmpbench.report import generate_report
 from fmpbench.report import summary as report_summary
-from fmpbench.results import write_record
+from fmpbench.results import CLAIM_MAX_AGE_S, CLAIMS_FOLDER, RunClaims, write_record
 from fmpbench.selectors import SearchContext, Selector, get_selector_class, register
 from fmpbench.selectors.encoding import subsample
 from fmpbench.selectors.registry import _REGISTRY
@@ -437,3 +442,58 @@ def test_case11_a_run_after_a_memory_hungry_one_reports_its_own_peak(tmp_path):
         _REGISTRY.pop(MemoryHog.name, None)
     peaks = {r["method"]: r["peak_memory_mb"] for r in records}
     assert peaks["test_memory_hog"] - peaks["none"] > 0.5 * HOG_MB, peaks  # before: none inherited the hog's peak
+
+
+# ---------------------------------------------------------------- case 10: two runs on one results folder
+
+
+def _write_claim(results: Path, run_id: str, host: str, pid: int, age_s: float = 0.0) -> Path:
+    path = results / CLAIMS_FOLDER / f"{run_id}.claim"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"host": host, "pid": pid, "since": 0}))
+    then = time.time() - age_s
+    os.utime(path, (then, then))
+    return path
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_case10_claims_are_exclusive_and_stale_ones_are_taken_over(tmp_path):
+    here = platform.node()
+    first, second = RunClaims(tmp_path), RunClaims(tmp_path)
+    assert first.take(["a", "b"]) and not second.take(["c", "b"])
+    assert second.declined == {"b": f"{here} pid {os.getpid()}"}
+    assert not (tmp_path / CLAIMS_FOLDER / "c.claim").exists()  # all or nothing
+    _write_claim(tmp_path, "dead", here, _dead_pid())
+    _write_claim(tmp_path, "remote-fresh", "another-host", 1, age_s=60)
+    _write_claim(tmp_path, "remote-old", "another-host", 1, age_s=CLAIM_MAX_AGE_S + 60)
+    assert second.take(["dead"]) and second.take(["remote-old"]) and not second.take(["remote-fresh"])
+    owner = json.loads((tmp_path / CLAIMS_FOLDER / "dead.claim").read_text())
+    assert (owner["host"], owner["pid"]) == (here, os.getpid())
+    first.release_all()
+    assert not (tmp_path / CLAIMS_FOLDER / "a.claim").exists() and (tmp_path / CLAIMS_FOLDER / "dead.claim").exists()
+
+
+def test_case10_a_grid_skips_the_runs_a_live_process_has_claimed(tmp_path):
+    results = tmp_path / "runs"
+    data = get_dataset("synthetic", n_rows=TINY_CONFIG.n_rows)
+    tasks = build_tasks(["none", "random"], [0], (3, 6))
+    random_ids = [row.run_id for row in task_rows(Task("random", 0, (3, 6)), TINY_CONFIG, data)]
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        _write_claim(results, random_ids[0], platform.node(), other.pid)
+        stream = io.StringIO()
+        outcome = run_grid(tasks, TINY_CONFIG, data, results, stream=stream)
+    finally:
+        other.kill()
+        other.wait()
+    assert [r["method"] for r in outcome.records] == ["none"]  # before: both processes computed every run
+    assert f"skipped 2 runs that another process has claimed ({platform.node()} pid {other.pid})" in stream.getvalue()
+    assert sorted(p.name for p in (results / CLAIMS_FOLDER).iterdir()) == [f"{random_ids[0]}.claim"]
+    again = run_grid(tasks, TINY_CONFIG, data, results, resume=True, stream=io.StringIO())  # the owner is gone
+    assert [r["method"] for r in again.records] == ["random", "random"]
+    assert not (results / CLAIMS_FOLDER).exists()

@@ -26,6 +26,7 @@ import numpy as np
 from fmpbench.data.errors import DataError
 from fmpbench.data.prepared import PreparedData, Split
 from fmpbench.data.splits import SPLIT_NAMES
+from fmpbench.results import pid_alive
 
 CACHE_FORMAT_VERSION = 1
 META = "meta.json"
@@ -69,20 +70,10 @@ def new_build_dir(root: Path, fingerprint: str) -> Path:
         return build
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_builds(root: Path) -> None:
     for p in root.glob(".tmp-*"):
         parts = p.name.split("-")
-        if len(parts) >= 4 and parts[2].isdigit() and p.is_dir() and not _pid_alive(int(parts[2])):
+        if len(parts) >= 4 and parts[2].isdigit() and p.is_dir() and not pid_alive(int(parts[2])):
             shutil.rmtree(p, ignore_errors=True)
 
 
