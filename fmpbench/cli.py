@@ -156,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     _lazy(run.add_argument("--executor", default="local", help="where tasks run"), _executors)
     run.add_argument("--ray-address", default=None, help="address of a running Ray cluster (default: start one)")
     run.add_argument("--no-predictions", action="store_true", help="do not store test predictions")
+    run.add_argument("--dry-run", action="store_true",
+                     help="list every run (id, row, k, seed, finished or not) and train nothing")
+    run.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE",
+                     help="a method hyper-parameter, e.g. lightfmp.subset=0.2 (repeatable; VALUE is a TOML/JSON "
+                          "value or a bare string; checked against the method's constructor)")
     run.add_argument("--save-model", default=None, metavar="DIR",
                      help="save each finished top-k retrain's model to DIR/<run_id>.pt (state dict, kept fields, "
                           "backbone, data fingerprint; reload with fmpbench.models.saved.load_model)")
@@ -193,12 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--skip-bad-rows", action="store_true", help="count and skip malformed rows instead of failing")
 
     rep = command("report", "regenerate tables and figures from stored run records (no training)")
-    rep.add_argument("--results", default=DEFAULT_STUDY_DIR, help="directory of run records (searched recursively)")
-    rep.add_argument("--out", default="paper_figures", help="output directory for tables and figures")
+    rep.add_argument("--results", default=DEFAULT_RESULTS_DIR,
+                     help="directory of run records, by default where `run` writes them (the study: "
+                          f"--results {DEFAULT_STUDY_DIR} --out paper_figures)")
+    rep.add_argument("--out", default=None, help="output directory for tables and figures (default: RESULTS/report)")
     rep.add_argument("--no-figures", action="store_true", help="write only the tables (fast)")
 
     study = command("study", "run a documented multi-dataset grid from a TOML file (resumable)")
     study.add_argument("config", nargs="?", default="configs/study.toml", help="study file (default: %(default)s)")
+    study.add_argument("--dry-run", action="store_true", help="list every run of the study and train nothing")
     study.add_argument(
         "--datasets",
         default=None,
@@ -308,9 +316,11 @@ def command_run(args: argparse.Namespace) -> int:
     overrides = {"max_epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device}
     train_config = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
     baselines = tuple(_resolve_methods(args.matched_baselines)) if args.matched_baselines else ()
+    method_params = _method_params(args.set)
     data = _load_data(args.dataset, data_dir, args.rows)
     ks = resolve_ks(ks_spec, data.num_fields)
-    _make_writable_dir(results_dir)  # only now: a usage error above leaves no trace on disk
+    if not args.dry_run:
+        _make_writable_dir(results_dir)  # only now: a usage error above leaves no trace on disk
     _announce_data(data, data_dir, args.rows)
     backbone_params = {"embed_dim": args.embed_dim} if args.embed_dim else {}
     config = ExperimentConfig(
@@ -321,11 +331,17 @@ def command_run(args: argparse.Namespace) -> int:
         backbone_params=backbone_params,
         train_config=train_config,
         save_predictions=not args.no_predictions,
+        method_params=method_params,
         matched_baselines=baselines,
         model_dir=args.save_model,
     )
     tasks = build_tasks(methods, list(range(args.seeds)), ks)
     by_seed = _seed_splits(data, args.seeds, data_dir) if args.vary_split else data
+    if args.dry_run:
+        from fmpbench.plan import grid_plan, print_plan
+
+        print_plan(grid_plan(tasks, config, by_seed, results_dir), sys.stdout)
+        return 0
     print(
         f"fmpbench: {args.dataset} ({data.data_source}), {data.num_fields} fields, k={list(ks)}, "
         f"{len(methods)} methods × {args.seeds} seed(s) → results in {results_dir}",
@@ -351,6 +367,16 @@ def command_run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 1 if outcome.failed else 0
+
+
+def _method_params(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``--set`` items as ``ExperimentConfig.method_params``, checked against each selector's constructor."""
+    from fmpbench.plan import check_method_params, parse_set
+
+    try:
+        return check_method_params(parse_set(items))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _load_data(dataset: str, data_dir: str, rows: int | None) -> PreparedData:
@@ -512,10 +538,11 @@ def command_report(args: argparse.Namespace) -> int:
     from fmpbench.report import generate_report
 
     results_dir = _records_dir(Path(args.results))
-    summary = generate_report(results_dir, Path(args.out), figures=not args.no_figures)
+    out = Path(args.out) if args.out is not None else Path(args.results) / "report"
+    summary = generate_report(results_dir, out, figures=not args.no_figures)
     print(
         f"{summary.n_records} records ({summary.n_ok} ok, {summary.n_failed} failed, {summary.n_missing} missing, "
-        f"{summary.n_corrupt} corrupt) → {len(summary.tables)} tables, {len(summary.figures)} figures in {args.out}"
+        f"{summary.n_corrupt} corrupt) → {len(summary.tables)} tables, {len(summary.figures)} figures in {out}"
     )
     for name, reason in summary.missing_figures.items():
         print(f"not produced: {name}: {reason}")
@@ -526,7 +553,8 @@ def command_study(args: argparse.Namespace) -> int:
     from fmpbench.study import StudyError, load_study, run_study
 
     study = load_study(Path(args.config))
-    _make_writable_dir(study.results)
+    if not args.dry_run:
+        _make_writable_dir(study.results)
     only = [d.strip() for d in args.datasets.split(",")] if args.datasets else None
     unknown = [d for d in only or [] if d not in study.datasets]
     if unknown:
@@ -534,6 +562,9 @@ def command_study(args: argparse.Namespace) -> int:
             f"{args.config}: --datasets names {', '.join(unknown)}, which the file does not have; "
             f"it has {', '.join(study.datasets)}"
         )
+    if args.dry_run:
+        run_study(study, stream=sys.stderr, only=only, dry_run=True)
+        return 0
     failed = run_study(study, stream=sys.stderr, only=only)
     print(f"study finished: {failed} failed runs; records in {study.results}", file=sys.stderr)
     return 1 if failed else 0

@@ -28,11 +28,13 @@ from fmpbench.data import DATASETS, get_dataset, prepare
 from fmpbench.data.prepared import PreparedData
 from fmpbench.data.refs import with_split_seed
 from fmpbench.grid import build_tasks, resolve_ks, run_grid
+from fmpbench.plan import check_method_params, grid_plan, print_plan
 from fmpbench.protocol import ExperimentConfig
 from fmpbench.selectors import available_methods
 
 #: what each table of a study file may hold; anything else is a mistake, not a silent no-op
-GRID_KEYS = ("results", "data_dir", "methods", "k", "seeds", "backbone", "jobs", "vary_split", "matched_baselines")
+GRID_KEYS = ("results", "data_dir", "methods", "k", "seeds", "backbone", "jobs", "vary_split", "matched_baselines",
+             "set")
 DATASET_KEYS = ("raw", "rows", "generator_seed", "split_seed")
 ABLATION_KEYS = ("method", "datasets", "params")
 DEFAULT_SPLIT_SEED = 2024
@@ -55,6 +57,8 @@ class Study:
     ablations: list[dict[str, Any]] = field(default_factory=list)
     vary_split: bool = True
     matched_baselines: tuple[str, ...] = ()
+    #: ``[grid.set]``: method hyper-parameters of every grid of the study (as ``run --set``)
+    method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _check_keys(path: Path, where: str, table: dict[str, Any], allowed: Sequence[str]) -> None:
@@ -83,6 +87,13 @@ def load_study(path: Path) -> Study:
     for name in [*methods, *baselines, *(a.get("method", "") for a in ablations)]:
         if name not in known:
             raise StudyError(f"{path}: unknown method '{name}'; choose from: {', '.join(known)}")
+    try:
+        method_params = check_method_params(grid.get("set", {}), "[grid.set]")
+        for ablation in ablations:
+            for params in ablation.get("params", []):
+                check_method_params({ablation["method"]: params}, "[[ablation]] params")
+    except ValueError as exc:
+        raise StudyError(f"{path}: {exc}") from None
     datasets = raw.get("datasets", {})
     if not datasets:
         raise StudyError(f"{path}: no [datasets.*] tables")
@@ -102,6 +113,7 @@ def load_study(path: Path) -> Study:
         ablations=ablations,
         vary_split=bool(grid.get("vary_split", True)),
         matched_baselines=baselines,
+        method_params=method_params,
     )
 
 
@@ -118,8 +130,11 @@ def _seed_data(name: str, spec: dict[str, Any], study: Study) -> dict[int, Prepa
     return {seed: with_split_seed(base, base_seed + seed, study.data_dir) for seed in range(study.seeds)}
 
 
-def run_study(study: Study, stream: Any = sys.stderr, only: Sequence[str] | None = None) -> int:
-    """Run every dataset's grid (or those in ``only``) and every ablation; returns the number of failed runs."""
+def run_study(study: Study, stream: Any = sys.stderr, only: Sequence[str] | None = None, dry_run: bool = False) -> int:
+    """Run every dataset's grid (or those in ``only``) and every ablation; returns the number of failed runs.
+
+    ``dry_run`` prints each grid's runs (:func:`fmpbench.plan.print_plan`) to stdout instead, training nothing.
+    """
     failed = 0
     for name, spec in study.datasets.items():
         if only and name not in only:
@@ -132,20 +147,25 @@ def run_study(study: Study, stream: Any = sys.stderr, only: Sequence[str] | None
             file=stream,
         )
         ks = resolve_ks(study.k, data.num_fields)
-        variants: list[tuple[list[str], dict[str, dict[str, Any]]]] = [(study.methods, {})]
+        variants: list[tuple[list[str], dict[str, dict[str, Any]]]] = [(study.methods, study.method_params)]
         for ablation in study.ablations:
             if name in ablation.get("datasets", []):
-                variants += [([ablation["method"]], {ablation["method"]: p}) for p in ablation["params"]]
-        for methods, method_params in variants:
+                method = ablation["method"]
+                variants += [([method], {method: {**study.method_params.get(method, {}), **p}})
+                             for p in ablation["params"]]
+        for index, (methods, method_params) in enumerate(variants):
             config = ExperimentConfig(
                 dataset=name,
                 data_dir=str(study.data_dir) if "raw" in spec else None,
                 n_rows=spec.get("rows"),
                 backbone=study.backbone,
                 method_params=method_params,
-                matched_baselines=study.matched_baselines if not method_params else (),
+                matched_baselines=study.matched_baselines if index == 0 else (),
             )
             tasks = build_tasks(methods, list(range(study.seeds)), ks)
+            if dry_run:
+                print_plan(grid_plan(tasks, config, by_seed, study.results), sys.stdout)
+                continue
             outcome = run_grid(tasks, config, by_seed, study.results, resume=True, jobs=study.jobs, stream=stream)
             failed += len(outcome.failed)
     return failed
