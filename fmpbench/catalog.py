@@ -11,6 +11,7 @@ can only be described by importing them, which happens only when some are instal
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -97,6 +98,50 @@ def builtin_methods() -> list[MethodInfo]:
                 rows = rows_of(name, constant(cls, "native_name"), constant(cls, "retrain_name"))
                 methods.append(MethodInfo(name, summary_of(cls.doc), rows))
     return methods
+
+
+_NO_INIT = object()
+
+
+def _init_defaults(node: ast.ClassDef) -> dict[str, object] | None | object:
+    """The keyword defaults of a class's own ``__init__`` as values; None when one is not a literal, and
+    ``_NO_INIT`` when the class inherits its ``__init__``."""
+    init = next((item for item in node.body if isinstance(item, ast.FunctionDef) and item.name == "__init__"), None)
+    if init is None:
+        return _NO_INIT
+    args = init.args.args[1:] + init.args.kwonlyargs
+    defaults = [None] * (len(init.args.args) - 1 - len(init.args.defaults)) + list(init.args.defaults)
+    defaults += list(init.args.kw_defaults)
+    try:
+        pairs = zip(args, defaults, strict=True)
+        return {arg.arg: ast.literal_eval(value) for arg, value in pairs if value is not None}
+    except ValueError:
+        return None
+
+
+@functools.cache
+def builtin_defaults() -> dict[str, dict[str, object]]:
+    """Every built-in method's constructor defaults, read from the source like :func:`builtin_methods` (the
+    report labels ablation variants with them without importing torch); a method whose defaults are not
+    all literals is left out. ``tests/test_export.py`` checks them against ``Selector.get_params()``."""
+    nodes: dict[str, ast.ClassDef] = {}
+    registered: dict[str, str] = {}
+    for module in dict.fromkeys(["base", "gates", *_builtin_modules()]):
+        tree = ast.parse((SELECTORS / f"{module}.py").read_text(encoding="utf-8"))
+        nodes.update({node.name: node for node in tree.body if isinstance(node, ast.ClassDef)})
+        for class_name, info in _classes(module).items():
+            if info.registered and info.constants.get("name"):
+                registered[class_name] = str(info.constants["name"])
+
+    def defaults(class_name: str) -> dict[str, object] | None:
+        found = _init_defaults(nodes[class_name])
+        if found is not _NO_INIT:
+            return found  # type: ignore[return-value]
+        bases = [b.id for b in nodes[class_name].bases if isinstance(b, ast.Name) and b.id in nodes]
+        return defaults(bases[0]) if bases else {}
+
+    out = {name: defaults(class_name) for class_name, name in registered.items()}
+    return {name: found for name, found in out.items() if found is not None}
 
 
 def method_catalog() -> list[MethodInfo]:

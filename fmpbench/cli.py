@@ -214,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(a study can be run and committed in parts; default: all)",
     )
 
+    export = command("export", "write every run record as one row of a CSV or parquet table (docs/record_schema.md)")
+    export.add_argument("--results", default=DEFAULT_RESULTS_DIR, help="directory of run records")
+    export.add_argument("--format", choices=("csv", "parquet"), required=True, help="file format")
+    export.add_argument("--out", required=True, help="file to write")
+
     lst = command("list", "list registered methods, datasets or backbones")
     lst.add_argument("what", choices=("methods", "datasets", "backbones"), help="what to list")
     return parser
@@ -570,6 +575,15 @@ def command_study(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def command_export(args: argparse.Namespace) -> int:
+    from fmpbench.export import export_results
+
+    results_dir = _records_dir(Path(args.results))
+    rows = export_results(results_dir, Path(args.out), args.format)
+    print(f"{rows} records from {results_dir} → {args.out}")
+    return 0
+
+
 def command_list(args: argparse.Namespace) -> int:
     if args.what == "methods":
         _print_methods()
@@ -626,6 +640,7 @@ def main(argv: list[str] | None = None) -> int:
         "report": command_report,
         "study": command_study,
         "list": command_list,
+        "export": command_export,
     }
     try:
         return commands[args.command](args)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from fmpbench.data.prepared import PreparedData
+from fmpbench.labels import variant_suffix
 from fmpbench.measures import (
     PeakMemory,
     embedding_lookups_per_sample,
@@ -157,11 +158,18 @@ def task_rows(task: Task, config: ExperimentConfig, data: PreparedData) -> list[
     return rows
 
 
+def row_label(row: Row, task: Task, config: ExperimentConfig) -> str:
+    """The row's name plus ``[key=value]`` for each parameter off the method's defaults (an ablation)."""
+    defaults = get_selector_class(task.method)().get_params()
+    return row.name + variant_suffix(resolved_params(task.method, config), defaults)
+
+
 def _base_record(row: Row, task: Task, config: ExperimentConfig, data: PreparedData) -> dict[str, Any]:
     return {
         "schema": RECORD_SCHEMA,
         "run_id": row.run_id,
         "method": row.name,
+        "label": row_label(row, task, config),
         "selector": task.method,
         "native_pipeline": row.native,
         "pipeline": row.kind,

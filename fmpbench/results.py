@@ -279,3 +279,11 @@ def code_version() -> str:
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def load_results(results_dir: Path) -> Any:
+    """Every record of ``results_dir`` as a pandas DataFrame, one row per record (columns:
+    ``fmpbench.report.load.COLUMNS``, see ``docs/record_schema.md``); imports neither torch nor xgboost."""
+    from fmpbench.report.load import load_results as load
+
+    return load(Path(results_dir)).runs

@@ -28,6 +28,9 @@ from typing import Any
 
 import pandas as pd
 
+from fmpbench.labels import canonical as _canonical
+from fmpbench.labels import json_key as _key
+from fmpbench.labels import variant_suffix as _variant_suffix
 from fmpbench.results import predictions_path, read_record, record_path, stable_hash
 
 NUMERIC_FIELDS = (
@@ -64,15 +67,6 @@ class LoadedResults:
 def slug(text: str) -> str:
     """A file-name-safe form of a dataset block, e.g. ``avazu (stand-in)`` -> ``avazu-stand-in``."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-def _canonical(value: Any) -> Any:
-    """JSON round trip, so tuples and lists (or numpy scalars) compare equal."""
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
-def _key(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _number(value: Any) -> float:
@@ -120,6 +114,7 @@ def _flat_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         "test_negatives": int(record.get("test_negatives") or -1),
         "ground_truth": record.get("ground_truth"),
         "backbone": str(record.get("backbone", "")),
+        "stored_label": str(record.get("label") or ""),
     }
     for name in NUMERIC_FIELDS:
         row[name] = _number(record.get(name))
@@ -142,27 +137,11 @@ def _read_all(results_dir: Path) -> tuple[list[dict[str, Any]], list[tuple[str, 
 
 
 def _default_params(selector: str) -> dict[str, Any] | None:
-    """The registered selector's constructor defaults, or None when they cannot be obtained."""
-    from fmpbench.selectors import get_selector_class
+    """A built-in selector's constructor defaults, read from the source (no torch), or None (a plug-in)."""
+    from fmpbench.catalog import builtin_defaults
 
-    try:
-        return _canonical(get_selector_class(selector)().get_params())
-    except Exception:  # noqa: BLE001 - an unknown or odd selector falls back to the majority rule
-        return None
-
-
-def _format_value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (dict, list)):
-        return _key(value)
-    return str(value)
-
-
-def _variant_suffix(params: dict[str, Any], reference: dict[str, Any]) -> str:
-    diffs = [f"{k}={_format_value(v)}" for k, v in sorted(params.items()) if k in reference and reference[k] != v]
-    diffs += [f"{k}={_format_value(v)}" for k, v in sorted(params.items()) if k not in reference]
-    return f"[{','.join(diffs)}]" if diffs else ""
+    found = builtin_defaults().get(selector)
+    return None if found is None else _canonical(found)
 
 
 def _assign_blocks(runs: pd.DataFrame) -> pd.Series:
@@ -173,8 +152,9 @@ def _assign_blocks(runs: pd.DataFrame) -> pd.Series:
 
 
 def _assign_labels(runs: pd.DataFrame) -> pd.Series:
-    labels = pd.Series("", index=runs.index, dtype=object)
-    for selector, group in runs.groupby("selector", sort=True):
+    """The label stored in a record, else one derived from the selector's defaults (older records)."""
+    labels = runs["stored_label"].copy()
+    for selector, group in runs[runs["stored_label"] == ""].groupby("selector", sort=True):
         reference = _default_params(selector)
         if reference is None or not any(_variant_suffix(p, reference) == "" for p in group["params"]):
             keys = group["params"].map(_key)
