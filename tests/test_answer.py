@@ -89,10 +89,13 @@ def test_report_writes_the_drop_list_table(tmp_path):
     results = tmp_path / "results"
     for record in _records():
         write_record(results, record)
-    generate_report(results, tmp_path / "out", figures=False)
+    generate_report(results, tmp_path / "out")
     table = (tmp_path / "out" / "drop_list.md").read_text()
     assert "| toy | good | 4 / 6 |" in table and "no k is safe" in table and "consensus" in table
     assert "good+small" not in table
+    index = (tmp_path / "out" / "README.md").read_text()  # one page: the answer and every figure inline
+    assert "## The answer: Which fields can be dropped" in index and "| toy | good | 4 / 6 |" in index
+    assert "![auc_vs_k](auc_vs_k.png)" in index
 
 
 def test_saved_model_reloads_and_reproduces_its_predictions(tiny_synthetic, tmp_path):

@@ -193,9 +193,11 @@ def _index(loaded: LoadedResults, summary: ReportSummary, tables: list[tb.Table]
               "| file | shows |", "|:---|:---|"]
     for table in tables:
         lines.append(f"| `{table.name}.md`, `{table.name}.tex` | {TABLE_DESCRIPTIONS[table.name]} |")
-    lines += ["", "## Figures (PNG at 200 dpi and PDF; 3.5 in or 7 in wide)", "", "| file | shows |", "|:---|:---|"]
-    for stem, description in figures:
-        lines.append(f"| `{stem}.png`, `{stem}.pdf` | {description} |")
+    drops = next(t for t in tables if t.name == "drop_list")
+    lines += ["", drops.to_markdown().replace("## ", "## The answer: ", 1).rstrip("\n")]
+    lines += ["", "## Figures (PNG at 200 dpi and PDF; 3.5 in or 7 in wide)", ""]
+    for stem, description in figures:  # inline, so that this one page shows the whole report
+        lines += [f"### `{stem}.png`, `{stem}.pdf`", "", description, "", f"![{stem}]({stem}.png)", ""]
     if summary.missing_figures:
         lines += ["", "## Not produced", ""]
         lines += [f"- `{stem}`: {reason}." for stem, reason in summary.missing_figures.items()]

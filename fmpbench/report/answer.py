@@ -96,7 +96,7 @@ def drop_list(main: pd.DataFrame, loaded: LoadedResults) -> DropList:
     ok = loaded.ok
     referenced = set(main.loc[main["label"] == REFERENCE, "block"])
     rows = []
-    for (block, label), g in main[main["label"].map(answers)].groupby(["block", "label"], sort=True):
+    for (block, label), g in main[main["label"].map(answers).astype(bool)].groupby(["block", "label"], sort=True):
         sweep = g[g["k"] < g["num_fields"]].sort_values("k")
         if sweep.empty:
             continue
