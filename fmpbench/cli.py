@@ -10,6 +10,7 @@ Heavy libraries (torch, scipy, pandas) are imported inside the commands that use
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import signal
@@ -17,7 +18,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from fmpbench.data import PreparedData
@@ -113,7 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=text, description=text, formatter_class=_HelpFormatter)
+        parser = sub.add_parser(name, help=text, description=text, formatter_class=_HelpFormatter)
+        loudness = parser.add_mutually_exclusive_group()
+        loudness.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1, default=0,
+                              help="one line per training epoch (in a terminal: instead of the epoch bar)")
+        loudness.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1,
+                              help="no epoch bar and no per-run progress lines; summaries and errors only")
+        return parser
 
     run = command("run", "search, select top-k, retrain and test every method × k × seed")
     run.add_argument("--methods", default="all", help="'all' (every registered method) or a comma-separated list")
@@ -361,7 +368,7 @@ def command_run(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         executor=args.executor,
         ray_address=args.ray_address,
-        stream=sys.stderr,  # the stream of now, not the one of the grid module's import
+        stream=_progress_stream(args),  # the stream of now, not the one of the grid module's import
     )
     records = _grid_records(tasks, config, by_seed, results_dir, outcome.records)
     _print_summary(records)
@@ -372,6 +379,11 @@ def command_run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 1 if outcome.failed else 0
+
+
+def _progress_stream(args: argparse.Namespace) -> TextIO:
+    """Where per-run progress lines go: stderr, or nowhere under ``-q``."""
+    return sys.stderr if args.verbosity >= 0 else io.StringIO()
 
 
 def _method_params(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -570,7 +582,7 @@ def command_study(args: argparse.Namespace) -> int:
     if args.dry_run:
         run_study(study, stream=sys.stderr, only=only, dry_run=True)
         return 0
-    failed = run_study(study, stream=sys.stderr, only=only)
+    failed = run_study(study, stream=_progress_stream(args), only=only)
     print(f"study finished: {failed} failed runs; records in {study.results}", file=sys.stderr)
     return 1 if failed else 0
 
@@ -634,6 +646,16 @@ def _library_errors(*names: str) -> tuple[type[Exception], ...]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    from fmpbench.progress import hide_epochs, show_epochs
+
+    epochs = show_epochs(args.verbosity, sys.stderr) if args.command in ("run", "study") else None
+    try:
+        return _dispatch(args)
+    finally:
+        hide_epochs(epochs)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     commands = {
         "run": command_run,
         "prepare": command_prepare,

@@ -8,6 +8,7 @@ restored at the end.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Iterator
@@ -21,6 +22,9 @@ from fmpbench.data.prepared import Split
 from fmpbench.training.hooks import TrainHooks
 from fmpbench.training.metrics import auc, logloss
 from fmpbench.training.optim import RowSparseAdam
+
+#: one INFO record per epoch (epoch, max_epochs, valid_auc as ``extra``): ``fmpbench.progress`` shows them
+epoch_log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
@@ -247,6 +251,8 @@ class Trainer:
             epochs = epoch
             valid_auc = evaluate(model, valid, config.eval_batch_size)[0]
             history.append(valid_auc)
+            epoch_log.info("epoch %d/%d: validation AUC %.4f", epoch, max_epochs, valid_auc,
+                           extra={"epoch": epoch, "max_epochs": max_epochs, "valid_auc": valid_auc})
             if not early_stopping:
                 continue
             if valid_auc > best_auc + config.min_delta:
