@@ -329,6 +329,9 @@ def command_run(args: argparse.Namespace) -> int:
     train_config = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
     baselines = tuple(_resolve_methods(args.matched_baselines)) if args.matched_baselines else ()
     method_params = _method_params(args.set)
+    idle = sorted(set(method_params) - set(methods) - set(baselines))
+    if idle:  # a parameter for a method the grid does not run would silently do nothing
+        raise UsageError(f"--set names {', '.join(idle)}, which --methods does not include")
     data = _load_data(args.dataset, data_dir, args.rows)
     ks = resolve_ks(ks_spec, data.num_fields)
     if not args.dry_run:

@@ -85,6 +85,12 @@ def test_one_seed_or_no_reference_is_explained(tmp_path):
     assert "include none" in drop_list(main_summary(loaded), loaded).per_method["reason"].iloc[0]
 
 
+def test_an_unusable_record_is_listed_not_fatal(tmp_path):
+    records = [*_records(), _record("good", 4, 9, float("nan"), FIELDS)]
+    loaded = records_frame(records, tmp_path)
+    assert len(loaded.ok) == len(records) - 1 and loaded.corrupt[0][0] == "good-4-9.json"
+
+
 def test_report_writes_the_drop_list_table(tmp_path):
     results = tmp_path / "results"
     for record in _records():

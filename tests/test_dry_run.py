@@ -57,6 +57,7 @@ def test_set_changes_the_run_and_reaches_the_selector(tmp_path, capsys):
     ("lasso.alpha=1", "--set: lasso has no parameter 'alpha'; it has: Cs, max_rows"),
     ("lasso.max_rows=many", "--set: lasso.max_rows = 'many' does not fit its type 'int | None'"),
     ("lasso.max_rows", "--set expects METHOD.PARAM=VALUE"),
+    ("gbdt.max_rounds=5", "--set names gbdt, which --methods does not include"),
 ])
 def test_bad_set_is_one_line_and_exit_2(tmp_path, capsys, item, message):
     assert main(["run", "--methods", "lasso", *TINY, "--results", str(tmp_path / "r"), "--set", item]) == 2

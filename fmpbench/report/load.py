@@ -7,8 +7,10 @@ Two derived keys decide what is compared with what, so that unlike runs are neve
   (data fingerprint, backbone, backbone parameters, trainer settings), a short tag naming the setup.
 * ``label`` — the result row's name (``lightfmp``, ``lightfmp-fs``, …), plus ``[key=value]`` for every
   method parameter that differs from the selector's registered defaults (e.g. a pretraining-subset
-  ablation, ``lightfmp[subset=0.05]``). When the selector is not registered here or has no
-  constructible defaults, the most frequent parameter set of that selector is the plain one.
+  ablation, ``lightfmp[subset=0.05]``). Records store it (``label``); for older records it is derived
+  from the built-in selector's defaults as read from the source (``catalog.builtin_defaults``, so no
+  torch is imported), and for a plug-in, or when no run has the defaults, the most frequent parameter
+  set of that selector is the plain one.
 
 Corrupt files are skipped with a warning naming the file and kept in ``LoadedResults.corrupt``; two
 successful records of the same (block, label, k, seed) keep the newest and mark the other
@@ -191,8 +193,14 @@ def load_results(results_dir: Path) -> LoadedResults:
 def records_frame(records: list[dict[str, Any]], results_dir: Path) -> LoadedResults:
     """The same table for records already in memory (``run``'s own grid, not the whole folder)."""
     results_dir = Path(results_dir)
-    rows = [_flat_row(record, record_path(results_dir, str(record["run_id"]))) for record in records]
-    return _assemble(results_dir, rows, [])
+    rows, unusable = [], []
+    for record in records:
+        path = record_path(results_dir, str(record["run_id"]))
+        try:
+            rows.append(_flat_row(record, path))
+        except (ValueError, KeyError, TypeError) as exc:  # as a corrupt file is: listed, not fatal
+            unusable.append((path.name, f"{type(exc).__name__}: {exc}"))
+    return _assemble(results_dir, rows, unusable)
 
 
 def _assemble(results_dir: Path, rows: list[dict[str, Any]], corrupt: list[tuple[str, str]]) -> LoadedResults:
