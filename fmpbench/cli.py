@@ -114,15 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
-        parser = sub.add_parser(name, help=text, description=text, formatter_class=_HelpFormatter)
-        loudness = parser.add_mutually_exclusive_group()
-        loudness.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1, default=0,
-                              help="one line per training epoch (in a terminal: instead of the epoch bar)")
-        loudness.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1,
-                              help="no epoch bar and no per-run progress lines; summaries and errors only")
-        return parser
+        return sub.add_parser(name, help=text, description=text, formatter_class=_HelpFormatter)
+
+    def loudness(parser: argparse.ArgumentParser) -> None:
+        group = parser.add_mutually_exclusive_group()
+        group.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1, default=0,
+                           help="one line per training epoch (in a terminal: instead of the epoch bar)")
+        group.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1,
+                           help="no epoch bar and no per-run progress lines; summaries and errors only")
 
     run = command("run", "search, select top-k, retrain and test every method × k × seed")
+    loudness(run)
     run.add_argument("--methods", default="all", help="'all' (every registered method) or a comma-separated list")
     _lazy(run.add_argument("--dataset", default="avazu", help="dataset name"), _datasets)
     _lazy(
@@ -213,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     study = command("study", "run a documented multi-dataset grid from a TOML file (resumable)")
     study.add_argument("config", nargs="?", default="configs/study.toml", help="study file (default: %(default)s)")
+    loudness(study)
     study.add_argument("--dry-run", action="store_true", help="list every run of the study and train nothing")
     study.add_argument(
         "--datasets",
