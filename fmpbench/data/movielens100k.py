@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from fmpbench.data.errors import DataError
 from fmpbench.data.rawio import check_file, iter_lines
-from fmpbench.data.readers import _YEAR_RE, Batch, Column, RawReader
+from fmpbench.data.readers import _COUNT_RE, _YEAR_RE, Batch, Column, RawReader
 
 #: ML-1M's age groups: the lower bound of each group is its code.
 AGE_GROUPS = (1, 18, 25, 35, 45, 50, 56)
@@ -62,7 +62,7 @@ class MovieLens100KReader(RawReader):
             if not line:
                 continue
             parts = line.split(sep)
-            if len(parts) != n_cols or not parts[0].isdigit():
+            if len(parts) != n_cols or not _COUNT_RE.match(parts[0]):
                 raise DataError(f"movielens100k {path.name} line {i}: expected {n_cols} '{sep}'-separated columns "
                                 f"starting with an integer id, got {line[:60]!r}")
             yield i, parts
@@ -72,12 +72,12 @@ class MovieLens100KReader(RawReader):
         for i, line in iter_lines(self.genres_path, "latin-1"):
             if line:
                 name, _, index = line.rpartition("|")
-                if not index.isdigit():
+                if not _COUNT_RE.match(index):
                     raise DataError(f"movielens100k {self.genres_path.name} line {i}: bad genre line {line!r}")
                 names[int(index)] = name
         users = {}
         for i, (uid, age, gender, occupation, zip_code) in self._split_lines(self.users_path, "|", 5):
-            if not age.isdigit():
+            if not _COUNT_RE.match(age):
                 raise DataError(f"movielens100k {self.users_path.name} line {i}: age is not an integer: {age!r}")
             users[int(uid)] = (gender, str(age_group(int(age))), occupation, zip_code)
         items = {}
@@ -118,7 +118,7 @@ class MovieLens100KReader(RawReader):
         if len(parts) != 4:
             return f"expected 4 tab-separated columns, got {len(parts)}"
         for name, text in zip(("user id", "item id", "rating", "timestamp"), parts, strict=True):
-            if not text.isdigit():
+            if not _COUNT_RE.match(text):
                 return f"{name} is not an integer: {text!r}"
         uid, mid, rating = int(parts[0]), int(parts[1]), int(parts[2])
         if not 1 <= rating <= 5:
