@@ -61,7 +61,23 @@ def test_smallest_safe_k_its_drops_and_their_stability(answer):
     assert good["drop_share"] == pytest.approx({"f": 1.0, "e": 2 / 3})
     assert good["jaccard"] == pytest.approx((1 + 3 / 5 + 3 / 5) / 3)
     bad = rows.loc["bad"]
-    assert not bad["safe"] and "significantly worse" in bad["reason"]
+    assert not bad["safe"] and "not ruled out" in bad["reason"]
+
+
+def test_safety_is_shown_by_the_interval_not_presumed_from_a_failed_test(tmp_path):
+    """A noisy loss the t-test cannot resolve is not safe; a small, consistent one within the margin is."""
+    records = []
+    for seed, base in enumerate(NONE_AUC):
+        records.append(_record("none", 6, seed, base, FIELDS))
+        records.append(_record("noisy", 3, seed, base + (-0.04, 0.02, -0.05)[seed], FIELDS[:3]))
+        records.append(_record("close", 3, seed, base + (-0.002, -0.0015, -0.0025)[seed], FIELDS[:3]))
+    loaded = records_frame(records, tmp_path)
+    main = main_summary(loaded)
+    rows = drop_list(main, loaded).per_method.set_index("label")
+    noisy = main[main["label"] == "noisy"].iloc[0]
+    assert noisy["p_t_none"] > 0.05  # "not significantly worse" would have called it safe
+    assert not rows.loc["noisy", "safe"]
+    assert rows.loc["close", "safe"] and rows.loc["close", "basis"].startswith("non-inferior")
 
 
 def test_consensus_counts_methods_with_a_safe_k_but_not_random(answer):
