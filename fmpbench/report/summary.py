@@ -312,8 +312,13 @@ def aukc_summary(loaded: LoadedResults) -> AukcResult:
             rows.append({"block": block, "label": label, "n": len(values), "aukc_mean": mean,
                          "aukc_std": std, "flat": flat, "missing_k": tuple(sorted(missing))})
     per_block = pd.DataFrame(rows, columns=["block", "label", "n", "aukc_mean", "aukc_std", "flat", "missing_k"])
-    per_block["rank"] = per_block.groupby("block")["aukc_mean"].rank(ascending=False, method="average")
-    overall = (per_block.dropna(subset=["rank"]).groupby("label")["rank"].agg(["mean", "count"])
+    # ranks compare the methods as the Friedman test does: default-parameter selection methods only
+    # (ablation variants and matched-budget baselines are shown unranked), and the mean rank leaves out
+    # datasets too small to rank
+    ranked = ~per_block["label"].map(lambda label: is_variant(label) or is_baseline(label)).astype(bool)
+    per_block["rank"] = per_block[ranked].groupby("block")["aukc_mean"].rank(ascending=False, method="average")
+    rankable = ~per_block["block"].isin(unrankable_blocks(loaded))
+    overall = (per_block[rankable].dropna(subset=["rank"]).groupby("label")["rank"].agg(["mean", "count"])
                .rename(columns={"mean": "mean_rank", "count": "n_blocks"}).reset_index())
     overall = overall.assign(_order=overall["label"].map(label_sort_key)).sort_values(["mean_rank", "_order"])
     return AukcResult(per_block, overall.drop(columns="_order").reset_index(drop=True))

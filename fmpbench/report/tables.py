@@ -368,7 +368,8 @@ def aukc_table(aukc: AukcResult, grids: dict[str, str], friedman: str) -> Table:
             elif not _finite(r.aukc_mean):
                 row.append(Cell("incomplete (no k " + ", ".join(map(str, r.missing_k)) + ")"))
             else:
-                row.append(Cell(f"{fmt_pm(r.aukc_mean, r.aukc_std)} ({r.rank:g})", bold=label in best[block]))
+                rank = f" ({r.rank:g})" if _finite(r.rank) else ""
+                row.append(Cell(f"{fmt_pm(r.aukc_mean, r.aukc_std)}{rank}", bold=label in best[block]))
         row += [Cell(fmt_num(mean_rank.get(label, math.nan), 2)), Cell(str(int(n_blocks.get(label, 0))))]
         table.rows.append(row)
     table.notes = [
@@ -377,8 +378,10 @@ def aukc_table(aukc: AukcResult, grids: dict[str, str], friedman: str) -> Table:
         "lacking any k of the grid is left out (incomplete when none remains).",
         "k grids: " + "; ".join(f"{b}: {g}" for b, g in sorted(grids.items())) + "." if grids else "k grids: none.",
         "(all fields): a row that always keeps every field has a flat curve, so its AUKC is its AUC. "
-        "Rank 1 = highest AUKC within the dataset (ties share the mean rank); mean rank over the datasets "
-        "where the method is ranked. Bold: best AUKC per dataset.",
+        "Rank 1 = highest AUKC within the dataset among the default-parameter methods (ties share the mean "
+        "rank); ablation variants (`[...]`) and the matched-budget baselines (`+small`, `+magnitude`) are "
+        "listed below them without a rank. Mean rank over the datasets large enough to rank (the Friedman "
+        "test's blocks). Bold: best AUKC per dataset.",
         friedman,
     ]
     return table
