@@ -30,6 +30,7 @@ bench: venv
 	$(BIN)/python benchmarks/trainer_throughput.py --json benchmarks/results/trainer_throughput_cpu.json
 	$(BIN)/python benchmarks/prepare_throughput.py --json benchmarks/results/prepare_throughput.json
 	$(BIN)/python benchmarks/grid_jobs.py --json benchmarks/results/grid_jobs.json
+	$(BIN)/python benchmarks/backbone_auc.py --json benchmarks/results/backbone_auc.json
 
 clean:
 	rm -rf $(VENV) .fmpbench-data
