@@ -104,6 +104,10 @@ class Row:
     kind: str
     run_id: str
 
+    def __post_init__(self) -> None:
+        if self.kind not in ROW_KINDS:
+            raise ValueError(f"row kind must be one of {', '.join(ROW_KINDS)}, got {self.kind!r}")
+
     @property
     def native(self) -> bool:
         return self.kind == "native"
