@@ -136,6 +136,12 @@ def test_divergence_stops_the_run_and_the_grid_goes_on(tmp_path):
 # ---------------------------------------------------------------- interruption and concurrency
 
 
+def _terminal_sigint() -> None:
+    """Give the child the SIGINT disposition of a terminal program: a shell starts background jobs
+    (a CI script's ``make test &``) with SIGINT ignored, which Python and its children then inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_for_records(results: Path, process: subprocess.Popen, n: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while len(list(results.glob("*.json"))) < n:
@@ -211,7 +217,8 @@ def test_ctrl_c_with_worker_processes_stops_them_cleanly(tmp_path):
     # grid of 10 runs this test used to start finished in 4 s on a quiet one, before Ctrl-C arrived)
     grid = [*TINY_RUN, "--epochs", "2", "--methods", "none,random,lasso", "--k", "3,6", "--seeds", "40", "--jobs", "2"]
     process = subprocess.Popen(
-        _cli(*grid, "--results", str(results)), stderr=subprocess.PIPE, text=True, start_new_session=True
+        _cli(*grid, "--results", str(results)), stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=_terminal_sigint,
     )
     try:
         _wait_for_records(results, process, 1, timeout=120)
