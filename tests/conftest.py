@@ -17,6 +17,16 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Every module starts at one intra-op thread, whatever a test before it set: on a shared 2-core
+    machine two spinning threads make these tiny models ~5x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_synthetic():
     """4,000 rows of the ground-truth dataset: big enough to learn, small enough for seconds."""

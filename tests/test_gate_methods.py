@@ -28,14 +28,6 @@ STRONG_RECALL = 0.8
 SCHEDULED = {"autofield": "tau", "lpfs": "eps", "mvfs": "tau"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, two spinning threads make these tiny models ~5× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def context(seed: int = 0, **config: object) -> SearchContext:
     settings = {"max_epochs": 5, "batch_size": 512, "patience": 2, **config}

@@ -25,16 +25,6 @@ DIMS = [5, 7, 11, 3, 9, 4]
 TINY_CONFIG = TrainConfig(max_epochs=2, batch_size=256, patience=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: a second intra-op thread only adds spin-waiting on a shared 2-core machine
-    (measured 6x the CPU time of one thread under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_context(seed: int = 0) -> SearchContext:
     return SearchContext(seed, "mlp", {"embed_dim": 8, "hidden": (32, 16)}, TINY_CONFIG)
 

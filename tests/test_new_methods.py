@@ -28,13 +28,6 @@ from fmpbench.training import SplitTensors, TrainConfig, evaluate
 NEW_METHODS = ("shark", "sfs", "optfs", "permutation", "shufflegate")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def context(seed: int = 0, backbone: str = "mlp") -> SearchContext:
     return SearchContext(
