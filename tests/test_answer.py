@@ -80,6 +80,20 @@ def test_safety_is_shown_by_the_interval_not_presumed_from_a_failed_test(tmp_pat
     assert rows.loc["close", "safe"] and rows.loc["close", "basis"].startswith("non-inferior")
 
 
+def test_a_small_mean_with_a_wide_interval_is_not_equivalence(tmp_path):
+    """Seeds scattering ±0.02 around none have |mean ΔAUC| < 0.001 but rule out no loss: not safe."""
+    records = []
+    for seed, base in enumerate(NONE_AUC):
+        records.append(_record("none", 6, seed, base, FIELDS))
+        records.append(_record("scatter", 3, seed, base + (-0.02, 0.0205, -0.0003)[seed], FIELDS[:3]))
+    loaded = records_frame(records, tmp_path)
+    main = main_summary(loaded)
+    row = main[main["label"] == "scatter"].iloc[0]
+    assert row["equivalent_none"] and row["ci_low_none"] < -0.005
+    scatter = drop_list(main, loaded).per_method.set_index("label").loc["scatter"]
+    assert not scatter["safe"] and "not ruled out" in scatter["reason"]
+
+
 def test_consensus_counts_methods_with_a_safe_k_but_not_random(answer):
     assert list(answer.consensus["field"]) == ["f", "e"]
     assert set(answer.consensus["methods"]) == {1}  # only good votes: bad has no safe k, random never votes

@@ -58,14 +58,21 @@ NONINFERIORITY_MARGIN = 0.005
 
 
 def _basis(row: pd.Series) -> str:
-    """Why a k is safe, or "" when it is not."""
-    if row["equivalent_none"]:
-        return f"≈ none (|ΔAUC| < {EQUIVALENCE_THRESHOLD:g})"
+    """Why a k is safe, or "" when it is not.
+
+    A mean within the equivalence threshold is not enough where seeds give an interval: five seeds whose
+    ΔAUC scatter ±0.01 around zero have a small mean and rule out nothing, so an interval reaching below
+    −``NONINFERIORITY_MARGIN`` makes the k unsafe however close the mean. With one seed there is no
+    interval and the point estimate is all there is; the row's seed count says so.
+    """
     low = row["ci_low_none"]
-    if not math.isfinite(low) or low < -NONINFERIORITY_MARGIN:
+    ruled_out = math.isfinite(low) and low >= -NONINFERIORITY_MARGIN
+    if row["equivalent_none"] and (ruled_out or not math.isfinite(low)):
+        return f"≈ none (|ΔAUC| < {EQUIVALENCE_THRESHOLD:g})"
+    if not ruled_out:
         return ""
     if low > 0:
-        return f"better (95% CI of ΔAUC > 0, p = {fmt_p(row['p_t_none'])})"
+        return f"better (95% CI of ΔAUC > 0; Holm-adjusted t-test p = {fmt_p(row['p_t_none'])})"
     return f"non-inferior (95% CI of ΔAUC ≥ −{NONINFERIORITY_MARGIN:g})"
 
 
@@ -176,7 +183,8 @@ def drop_list_table(result: DropList) -> Table:
     table.notes = [
         f"Safe: test AUC practically equal to `{REFERENCE}` (mean |ΔAUC| < {EQUIVALENCE_THRESHOLD:g}) or non-inferior "
         f"(the 95% t interval of the paired ΔAUC over seeds lies above −{NONINFERIORITY_MARGIN:g}). Safety is shown, "
-        "not presumed: a k whose seeds cannot rule out a larger loss is not safe.",
+        "not presumed: a k whose seeds cannot rule out a larger loss is not safe, however small its mean ΔAUC; "
+        "with one seed there is no interval and the mean alone decides.",
         "A field is listed for a method when a majority of its seeds drop it at that k; the consensus counts "
         "(methods dropping it / methods with a safe k), `random` excluded. Ablation variants and the "
         "model-pruning baselines are not listed.",
