@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fmpbench.data.readers import Batch, Column, RawReader, chunks_of, int_token_repr, key_repr, to_numpy
-from fmpbench.data.splits import SPLIT_NAMES, TRAIN, random_split, sequential_split
+from fmpbench.data.splits import SPLIT_NAMES, TRAIN, random_split, sequential_bounds, split_at
 
 DEFAULT_CHUNK_ROWS = 250_000
 #: one field of one chunk: ``tokens == uniques[codes]``
@@ -200,11 +200,11 @@ class Encoder:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def _split_codes(start: int, n: int, split: str, split_seed: int, total: int | None) -> np.ndarray:
+def _split_codes(start: int, n: int, split: str, split_seed: int, bounds: tuple[int, int] | None) -> np.ndarray:
     if split == "random":
         return random_split(start, n, split_seed)
-    assert total is not None
-    return sequential_split(start, n, total)
+    assert bounds is not None
+    return split_at(start, n, *bounds)
 
 
 def usable_cpus() -> int:
@@ -385,7 +385,7 @@ def _run(
         names = list(batch.columns)
         cols = dict(zip(names, pool.map(factorize, [batch.columns[k] for k in names]), strict=True))
         spill.write(n, batch.labels, cols)
-        if split != "sequential":
+        if split == "random":
             tally.add(n, batch.labels, cols, _split_codes(n, m, split, split_seed, None))
         n += m
         del batch, cols
@@ -394,11 +394,12 @@ def _run(
     t_pass1 = time.perf_counter() - t0
     # The sequential split's boundaries come from the rows actually produced (after skipped rows,
     # dropped duplicates, blank lines, any line ending), known only now; its counts come from the spill.
-    total = n if split == "sequential" else None
-    if total is not None:
+    # So do a given split's (``split="given"``: the rows of the reader's train, valid and test files).
+    bounds = None if split == "random" else reader.given_bounds() if split == "given" else sequential_bounds(n)
+    if bounds is not None:
         for chunk in spill.chunks:
             labels, cols = spill.read(chunk)
-            tally.add(chunk.start, labels, cols, sequential_split(chunk.start, chunk.rows, total))
+            tally.add(chunk.start, labels, cols, split_at(chunk.start, chunk.rows, *bounds))
     t_count = time.perf_counter() - t0 - t_pass1
     counters, names_seen, sizes, positives = tally.counters, tally.names_seen, tally.sizes, tally.positives
 
@@ -432,7 +433,7 @@ def _run(
         for chunk in spill.chunks:
             labels, cols = spill.read(chunk)
             m = chunk.rows
-            codes = _split_codes(chunk.start, m, split, split_seed, total)
+            codes = _split_codes(chunk.start, m, split, split_seed, bounds)
             X = np.empty((m, n_fields), dtype=np.int32)
 
             def encode(j: int, f: str, cols: dict = cols, X: np.ndarray = X) -> None:

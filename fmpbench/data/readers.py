@@ -235,6 +235,11 @@ class RawReader:
         """Reader parameters that change the output (they enter the fingerprint)."""
         return {}
 
+    def given_bounds(self) -> tuple[int, int]:
+        """Rows where valid and test start when the files fix the split (``split="given"``); known once
+        :meth:`batches` is exhausted."""
+        raise NotImplementedError(f"{self.dataset} files do not fix a split")
+
 
 # --------------------------------------------------------------------------------------------
 # Shared fast path: pyarrow CSV

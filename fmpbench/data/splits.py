@@ -60,6 +60,11 @@ def sequential_bounds(total: int) -> tuple[int, int]:
 
 def sequential_split(start: int, n: int, total: int) -> np.ndarray:
     """Split codes for rows ``start .. start+n-1`` of a ``total``-row stream, 7:2:1 in file order."""
-    v0, t0 = sequential_bounds(total)
+    return split_at(start, n, *sequential_bounds(total))
+
+
+def split_at(start: int, n: int, v0: int, t0: int) -> np.ndarray:
+    """Split codes for rows ``start .. start+n-1`` when valid starts at row ``v0`` and test at ``t0``
+    (a sequential split, or files that fix the split: the train file's rows, then valid's, then test's)."""
     idx = np.arange(start, start + n)
     return np.where(idx < v0, TRAIN, np.where(idx < t0, VALID, TEST)).astype(np.int8)
