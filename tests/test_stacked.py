@@ -1,0 +1,137 @@
+"""Stacked retrains (fmpbench.training.stacked) against the same models trained one at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fmpbench.selectors import SearchContext
+from fmpbench.training import SplitTensors, TrainConfig, evaluate
+from fmpbench.training.stacked import _Stack, fit_stacked, unstackable_reason
+
+
+def _context(seed: int = 0, dropout: float = 0.0, max_epochs: int = 6, patience: int = 1) -> SearchContext:
+    return SearchContext(
+        seed=seed,
+        backbone="mlp",
+        backbone_params={"embed_dim": 8, "hidden": (32, 16), "dropout": dropout},
+        train_config=TrainConfig(max_epochs=max_epochs, patience=patience),
+    )
+
+
+def _field_sets(data, k: int = 6, count: int = 4) -> list[np.ndarray]:
+    """Field sets of one size whose vocabularies differ: strong fields first, then random ones.
+
+    Interaction-only fields are left out: a model on them learns in a sudden jump that early
+    stopping may or may not wait for, a bimodal test AUC that would need many seeds to compare.
+    """
+    names = list(data.field_names)
+    strong = [names.index(n) for n in data.truth.strong]
+    others = [i for i, name in enumerate(names) if i not in strong and not name.startswith("inter")]
+    rng = np.random.default_rng(1)
+    sets = [np.sort(strong + others[: k - len(strong)])]
+    sets += [np.sort(rng.choice(strong + others, k, replace=False)) for _ in range(count - 1)]
+    return sets
+
+
+def _models(data, context: SearchContext, field_sets: list[np.ndarray]):
+    rate = float(np.mean(data.train.y))
+    return [context.make_model([data.field_dims[f] for f in fields], label_rate=rate) for fields in field_sets]
+
+
+def _separate(data, context: SearchContext, field_sets: list[np.ndarray]):
+    out = []
+    for model, fields in zip(_models(data, context, field_sets), field_sets):
+        train, valid = context.tensors(data, fields)
+        out.append((model, context.trainer().fit(model, train, valid)))
+    return out
+
+
+def _stacked(data, context: SearchContext, field_sets: list[np.ndarray], max_epochs: int | None = None):
+    models = _models(data, context, field_sets)
+    train, valid = context.tensors(data)
+    return models, fit_stacked(models, field_sets, train, valid, context.train_config, context.seed, max_epochs)
+
+
+def _test_auc(data, context: SearchContext, model, fields: np.ndarray) -> float:
+    return evaluate(model, SplitTensors(data.test, context.device, fields))[0]
+
+
+def test_without_dropout_stacked_training_reproduces_separate_training(synthetic_20k):
+    """Same initial weights, batch order and per-model early stopping: equal up to float rounding,
+    including after a model that stopped early left the stack."""
+    context, sets = _context(), _field_sets(synthetic_20k)
+    separate = _separate(synthetic_20k, context, sets)
+    models, results = _stacked(synthetic_20k, context, sets)
+    assert len({r.epochs for _, r in separate}) > 1  # the members stop at different epochs
+    for (alone, expected), model, result, fields in zip(separate, models, results, sets):
+        assert (result.epochs, result.best_epoch) == (expected.epochs, expected.best_epoch)
+        assert result.steps == expected.steps
+        np.testing.assert_allclose(result.valid_auc_history, expected.valid_auc_history, atol=2e-3)
+        assert _test_auc(synthetic_20k, context, model, fields) == pytest.approx(
+            _test_auc(synthetic_20k, context, alone, fields), abs=2e-3
+        )
+
+
+def test_with_dropout_stacked_test_auc_matches_separate_in_distribution(synthetic_20k):
+    """Dropout masks differ, so each seed gives other numbers; over seeds the test AUCs agree."""
+    sets = _field_sets(synthetic_20k, count=3)
+    gaps, spread = [], []
+    for seed in range(3):
+        context = _context(seed=seed, dropout=0.1, patience=2)
+        alone = [model for model, _ in _separate(synthetic_20k, context, sets)]
+        separate = [_test_auc(synthetic_20k, context, m, f) for m, f in zip(alone, sets)]
+        models, _ = _stacked(synthetic_20k, context, sets)
+        stacked = [_test_auc(synthetic_20k, context, m, f) for m, f in zip(models, sets)]
+        gaps.append(np.subtract(stacked, separate))
+        spread.append(separate)
+    assert np.all(np.abs(np.mean(gaps, axis=0)) < 0.005)
+    assert np.mean(spread, axis=0)[0] > 0.7  # the strong fields' model learned the planted signal
+
+
+def test_a_model_that_stops_improving_leaves_the_stack_and_stops_changing(synthetic_20k):
+    names = list(synthetic_20k.field_names)
+    noise = sorted(names.index(n) for n in names if n.startswith("noise"))[:3]
+    strong = sorted(names.index(n) for n in synthetic_20k.truth.strong)
+    sets = [np.array(strong), np.array(noise)]
+    context = _context(patience=2, max_epochs=10)
+    short_models, short = _stacked(synthetic_20k, context, sets, max_epochs=5)
+    long_models, long = _stacked(synthetic_20k, context, sets)
+    assert long[1].epochs < 5 < long[0].epochs  # noise stops early, the strong fields train on
+    assert long[1].best_epoch == long[1].epochs - context.train_config.patience
+    assert short[1].valid_auc_history == long[1].valid_auc_history
+    for a, b in zip(short_models[1].state_dict().values(), long_models[1].state_dict().values()):
+        assert torch.equal(a, b)  # the stopped model is the same whatever the others do after it
+    strong_pairs = zip(short_models[0].state_dict().values(), long_models[0].state_dict().values())
+    assert not all(torch.equal(a, b) for a, b in strong_pairs)
+
+
+def test_each_member_holds_exactly_its_separate_models_parameters(synthetic_20k):
+    context, sets = _context(), _field_sets(synthetic_20k)
+    models = _models(synthetic_20k, context, sets)
+    stack = _Stack(models, sets, context.device)
+    sizes = [sum(t.numel() for t in stack.state_of(i)) for i in range(len(models))]
+    assert sizes == [m.embedding_parameters() + m.dense_parameters() for m in models]
+    assert len(set(sizes)) > 1  # different fields, different vocabularies
+
+
+def test_a_diverging_member_fails_alone(synthetic_20k):
+    context, sets = _context(max_epochs=2), _field_sets(synthetic_20k, count=2)
+    models = _models(synthetic_20k, context, sets)
+    with torch.no_grad():
+        models[1].head.bias.fill_(float("nan"))
+    train, valid = context.tensors(synthetic_20k)
+    results = fit_stacked(models, sets, train, valid, context.train_config, context.seed)
+    assert isinstance(results[1], Exception) and "loss became nan" in str(results[1])
+    assert results[0].epochs == 2 and results[0].best_valid_auc > 0.6
+
+
+def test_only_plain_mlps_of_one_shape_stack(synthetic_20k):
+    sets = _field_sets(synthetic_20k, count=2)
+    deepfm = SearchContext(backbone="deepfm").make_model([synthetic_20k.field_dims[f] for f in sets[0]])
+    assert "deepfm" in unstackable_reason(deepfm)
+    mixed = _models(synthetic_20k, _context(), sets[:1]) + _models(synthetic_20k, _context(dropout=0.1), sets[1:])
+    train, valid = _context().tensors(synthetic_20k)
+    with pytest.raises(ValueError, match="one shape"):
+        fit_stacked(mixed, sets, train, valid, TrainConfig(), 0)
