@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +22,16 @@ import torch
 from fmpbench.data import DataError
 from fmpbench.data.prepared import PreparedData
 from fmpbench.data.refs import DataRef, load_ref, ref_of
-from fmpbench.protocol import ExperimentConfig, Predictions, Task, iter_task_outputs, run_task, task_rows
-from fmpbench.results import RunClaims, finished_run_ids, write_record
+from fmpbench.protocol import (
+    ExperimentConfig,
+    Predictions,
+    RetrainLedger,
+    Task,
+    finished_retrains,
+    iter_task_outputs,
+    task_rows,
+)
+from fmpbench.results import RunClaims, finished_run_ids, record_path, write_record
 from fmpbench.selectors import get_selector_class
 
 DEFAULT_K_RATIOS = (0.25, 0.5, 0.75)
@@ -108,10 +116,11 @@ def _progress_printer(
         eta = elapsed / work_done * max(work_left - work_done, 0.0) if done < total else 0.0
         head = f"[{done}/{total}] {record['method']:<12} k={record['k']:<3} seed={record['seed']}"
         if record["status"] == "ok":
+            retrain = f"reused {record['reused_from']}" if record.get("reused_from") else (
+                f"retrain {record['retrain_seconds']:.1f}s")
             body = (
                 f"AUC {record['test_auc']:.4f}  logloss {record['test_logloss']:.4f}  "
-                f"epochs {record['epochs']}  search {record['search_seconds']:.1f}s  "
-                f"retrain {record['retrain_seconds']:.1f}s"
+                f"epochs {record['epochs']}  search {record['search_seconds']:.1f}s  {retrain}"
             )
         else:
             body = f"{record['status'].upper()}: {record['error']}"
@@ -160,7 +169,7 @@ def _init_worker(threads: int) -> None:
 
 
 def _worker_run(
-    task: Task, config: ExperimentConfig, skip: frozenset[str], data: PreparedData | DataRef
+    task: Task, config: ExperimentConfig, skip: frozenset[str], data: PreparedData | DataRef, ledger: RetrainLedger
 ) -> list[tuple[dict[str, Any], Predictions]]:
     """Run one task in a worker and hand its outputs back to the process that writes records.
 
@@ -169,7 +178,7 @@ def _worker_run(
     """
     if isinstance(data, DataRef):
         data = _cached_data(data)
-    return list(iter_task_outputs(task, config, data, skip))
+    return list(iter_task_outputs(task, config, data, skip, ledger))
 
 
 _WORKER_DATA: dict[str, PreparedData] = {}
@@ -220,6 +229,11 @@ def run_grid(
     ``executor="ray"`` sends tasks to a Ray cluster (``ray_address``; a local one is started when
     None). Workers return records to this process, which alone writes them, so results and
     ``--resume`` behave the same on every executor.
+
+    No retrain is trained twice: every executor shares one :class:`RetrainLedger` (with ``resume`` it
+    starts with the finished retrains of ``results_dir``), and a row whose retrain another row
+    trained reuses it (``reused_from``). Its record is written once that row's is, so that its
+    predictions can be copied.
     """
     if jobs < 1:
         raise GridError(f"--jobs must be at least 1, got {jobs}")
@@ -238,12 +252,31 @@ def run_grid(
     pending = [t for t in tasks if any(r.run_id not in finished for r in rows_of[t])]
     report = _progress_printer(len(all_rows), skipped, stream, pending)
     records: list[dict[str, Any]] = []
+    known = finished_retrains(results_dir, config.save_predictions) if resume else {}
+    trained = {key: outcome["run_id"] for key, outcome in known.items()}
+    twice: list[str] = []
+    #: reusing rows whose source record is not written yet, by the source's run id
+    waiting: dict[str, list[tuple[dict[str, Any], Predictions]]] = {}
 
-    def write(outputs: list[tuple[dict[str, Any], Predictions]]) -> None:
+    def write_one(record: dict[str, Any], predictions: Predictions) -> None:
+        source = record.get("reused_from")
+        if source and not record_path(results_dir, source).is_file():
+            waiting.setdefault(source, []).append((record, predictions))
+            return
+        write_record(results_dir, record, predictions)
+        records.append(record)
+        report(record)
+        key = record.get("retrain_key")
+        if key and record["status"] == "ok" and not source:
+            if key in trained:
+                twice.append(record["run_id"])
+            trained.setdefault(key, record["run_id"])
+        for held in waiting.pop(record["run_id"], []):
+            write_one(*held)
+
+    def write(outputs: Iterable[tuple[dict[str, Any], Predictions]]) -> None:
         for record, predictions in outputs:
-            write_record(results_dir, record, predictions)
-            records.append(record)
-            report(record)
+            write_one(record, predictions)
 
     claims = RunClaims(results_dir)  # held until the grid ends: another process on this folder skips them
 
@@ -258,15 +291,25 @@ def run_grid(
 
     try:
         if executor == "ray":
-            _run_ray([t for t in pending if claim(t)], config, data, finished, jobs, ray_address, write)
+            _run_ray([t for t in pending if claim(t)], config, data, finished, jobs, ray_address, write, known)
         elif jobs == 1:
+            ledger = RetrainLedger(dict(known))
             for task in pending:
                 if claim(task):
-                    records += run_task(task, config, data_for(data, task.seed), results_dir, finished, report)
+                    write(iter_task_outputs(task, config, data_for(data, task.seed), finished, ledger))
         else:
-            _LocalPool(pending, config, finished, jobs, write, claim).run(data)
+            with multiprocessing.get_context("spawn").Manager() as manager:
+                ledger = RetrainLedger(manager.dict(known))
+                _LocalPool(pending, config, finished, jobs, write, claim, ledger).run(data)
+        for held in [output for outputs in waiting.values() for output in outputs]:  # a source that never came
+            write_record(results_dir, *held)
+            records.append(held[0])
+            report(held[0])
     finally:
         claims.release_all()
+    if twice:
+        print(f"{len(twice)} retrains were trained twice, by workers on different hosts at once "
+              f"({', '.join(twice)})", file=stream)
     if declined:
         owners = ", ".join(sorted(set(claims.declined.values())))
         print(f"skipped {len(declined)} runs that another process has claimed ({owners})", file=stream)
@@ -290,8 +333,10 @@ class _LocalPool:
         jobs: int,
         write: Callable,
         claim: Callable[[Task], bool],
+        ledger: RetrainLedger,
     ) -> None:
         self.queue = deque(tasks)
+        self.ledger = ledger  # shared with the workers (a manager's dict)
         self.claim = claim  # a task is taken only once its runs are claimed (RunClaims)
         self.config, self.finished, self.workers, self.write = config, finished, jobs - 1, write
         self.threads = threads_per_worker(jobs)
@@ -312,7 +357,7 @@ class _LocalPool:
         torch.set_num_threads(self.threads)
         try:
             while (task := self._take()) is not None:
-                self._deliver(_worker_run(task, self.config, self.finished, data_for(data, task.seed)))
+                self._deliver(_worker_run(task, self.config, self.finished, data_for(data, task.seed), self.ledger))
             feeder.join()
             if self.error is not None:
                 raise self.error
@@ -352,7 +397,8 @@ class _LocalPool:
     def _fill(self, in_flight: set[Future]) -> set[Future]:
         """Give every idle worker one task (none are queued ahead, so this process can still take them)."""
         while len(in_flight) < self.workers and (task := self._take()) is not None:
-            in_flight.add(self.pool.submit(_worker_run, task, self.config, self.finished, self.refs[task.seed]))
+            in_flight.add(self.pool.submit(_worker_run, task, self.config, self.finished, self.refs[task.seed],
+                                           self.ledger))
         return in_flight
 
     def _feed_workers(self, in_flight: set[Future]) -> None:
@@ -387,6 +433,7 @@ def _run_ray(
     jobs: int,
     address: str | None,
     write: Callable,
+    known: dict[str, dict[str, Any]],
 ) -> None:
     try:
         import ray
@@ -403,7 +450,8 @@ def _run_ray(
         refs = {seed: ray.put(data_for(data, seed)) for seed in {task.seed for task in tasks}}
         threads = threads_per_worker(jobs) if not address else 1
         remote = ray.remote(num_cpus=threads)(_ray_task)
-        pending = [remote.remote(task, config, finished, refs[task.seed], threads) for task in tasks]
+        ledger = RetrainLedger(_RayStore(ray.remote(num_cpus=0)(_RayDict).remote(known)))
+        pending = [remote.remote(task, config, finished, refs[task.seed], threads, ledger) for task in tasks]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             write(ray.get(done[0]))
@@ -413,7 +461,46 @@ def _run_ray(
 
 
 def _ray_task(
-    task: Task, config: ExperimentConfig, finished: frozenset[str], data: PreparedData, threads: int
+    task: Task, config: ExperimentConfig, finished: frozenset[str], data: PreparedData, threads: int,
+    ledger: RetrainLedger,
 ) -> list[tuple[dict[str, Any], Predictions]]:
     _init_worker(threads)
-    return _worker_run(task, config, finished, data)
+    return _worker_run(task, config, finished, data, ledger)
+
+
+class _RayDict:
+    """A dict inside a Ray actor, the retrain ledger of Ray workers: an actor runs one call at a time."""
+
+    def __init__(self, items: dict[str, Any]) -> None:
+        self.items = dict(items)
+
+    def setdefault(self, key: str, value: Any) -> Any:
+        return self.items.setdefault(key, value)
+
+    def pop(self, key: str, default: Any = None) -> Any:
+        return self.items.pop(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.items[key] = value
+
+
+class _RayStore:
+    """What :class:`RetrainLedger` calls of its store, as remote calls to a :class:`_RayDict` actor."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+
+    def setdefault(self, key: str, value: Any) -> Any:
+        import ray
+
+        return ray.get(self.actor.setdefault.remote(key, value))
+
+    def pop(self, key: str, default: Any = None) -> Any:
+        import ray
+
+        return ray.get(self.actor.pop.remote(key, default))
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        import ray
+
+        ray.get(self.actor.set.remote(key, value))

@@ -24,8 +24,12 @@ and training settings — not where it ran (the device is left out; see ``identi
 from __future__ import annotations
 
 import datetime as dt
+import os
+import platform
+import secrets
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -48,8 +52,11 @@ from fmpbench.models.saved import save_model
 from fmpbench.results import (
     RECORD_SCHEMA,
     code_version,
+    iter_records,
     machine_info,
     package_versions,
+    pid_alive,
+    predictions_path,
     stable_hash,
     write_record,
 )
@@ -236,7 +243,104 @@ def _reference_measures(config: ExperimentConfig, data: PreparedData, seed: int)
     }
 
 
-Predictions = tuple[np.ndarray, np.ndarray] | None
+#: a row's test predictions: labels and probabilities, the run id of the finished run whose retrain it
+#: reused (its predictions file is copied, :func:`fmpbench.results.write_record`), or None (not stored)
+Predictions = tuple[np.ndarray, np.ndarray] | str | None
+
+#: the record fields a retrain determines, copied from the run that trained it when a row reuses it
+RETRAIN_FIELDS = (
+    "selected_fields", "test_auc", "test_logloss", "test_gauc", "test_ndcg10", "gauc_users", "gauc_users_skipped",
+    "ndcg_users", "valid_auc", "retrain_seconds", "epochs", "seconds_per_epoch", "native_info", "embedding_params",
+    "dense_params", "flops_per_sample", "embedding_lookups_per_sample", "inference_ms_per_1000",
+)
+
+
+def retrain_key(row: Row, fields: np.ndarray, data: PreparedData, context: SearchContext, config: ExperimentConfig,
+                keep_ratio: float) -> str | None:
+    """What decides a retrain's result, hashed: two rows with one key train the same model on the same data.
+
+    The data fingerprint (split included), the kept fields in model order, the row kind (a ``small`` or
+    ``magnitude`` row also its keep ratio), backbone and parameters, the training settings without the
+    device, and the seed. None for a native row: its model comes from the method's own state.
+    """
+    if row.native:
+        return None
+    identity: dict[str, Any] = {
+        "kind": row.kind,
+        "data_fingerprint": data.fingerprint,
+        "fields": [int(f) for f in fields],
+        "seed": context.seed,
+        "backbone": config.backbone,
+        "backbone_params": context.backbone_params,
+        "train_config": identity_train_config(context.train_config),
+    }
+    if row.kind in ("small", "magnitude"):
+        identity["keep_ratio"] = keep_ratio
+    return stable_hash(identity)
+
+
+#: :meth:`RetrainLedger.acquire`'s answer while another live process of this host trains that retrain
+BUSY = "busy"
+
+
+class RetrainLedger:
+    """The retrains of a grid that are finished (or being trained), by :func:`retrain_key`, so none runs twice.
+
+    ``store`` maps a key to the finished outcome (``run_id`` plus the ``RETRAIN_FIELDS``) or to the claim
+    of the process training it (``"claim host pid nonce"``): a dict in one process, a ``multiprocessing``
+    manager's dict shared by ``--jobs`` workers, or a Ray actor's (:mod:`fmpbench.grid`); each only needs
+    an atomic ``setdefault``. A process holds at most the one claim it is training, and one waiting holds
+    none, so waiting cannot deadlock. A claim of another host cannot be checked for liveness: that
+    retrain is trained here too (neither record then says ``reused_from``; ``run`` counts them).
+    """
+
+    def __init__(self, store: Any = None) -> None:
+        self.store = {} if store is None else store
+        self.host = platform.node()
+
+    def acquire(self, key: str) -> dict[str, Any] | str | None:
+        """The finished outcome of ``key``; None when the caller is to train it (claimed for it where
+        possible); ``BUSY`` while a live process of this host trains it."""
+        token = f"claim {self.host} {os.getpid()} {secrets.token_hex(4)}"
+        found = self.store.setdefault(key, token)
+        if isinstance(found, dict):
+            return found
+        if found == token:
+            return None
+        _, host, pid, _ = found.split(" ")
+        if host != self.host:
+            return None
+        if pid_alive(int(pid)):
+            return BUSY
+        self.store.pop(key, None)  # its claimant died: take it over
+        return self.acquire(key)
+
+    def wait(self, key: str, poll_s: float = 0.2) -> dict[str, Any] | None:
+        """Block until ``key`` is finished (its outcome) or is this caller's to train (None)."""
+        while (found := self.acquire(key)) == BUSY:
+            time.sleep(poll_s)
+        return found  # type: ignore[return-value]
+
+    def finish(self, key: str, run_id: str, result: dict[str, Any]) -> None:
+        self.store[key] = {"run_id": run_id, **{name: result.get(name) for name in RETRAIN_FIELDS}}
+
+    def abandon(self, key: str) -> None:
+        """Give up a claim (the retrain failed): a process waiting for it then trains it itself."""
+        self.store.pop(key, None)
+
+
+def finished_retrains(results_dir: Path, with_predictions: bool) -> dict[str, dict[str, Any]]:
+    """The outcomes of the finished runs in ``results_dir`` that trained their retrain themselves (what a
+    resumed grid's ledger starts with); with ``with_predictions`` only those whose predictions are stored."""
+    found: dict[str, dict[str, Any]] = {}
+    for record in iter_records(results_dir):
+        key = record.get("retrain_key")
+        if record["status"] != "ok" or not key or record.get("reused_from"):
+            continue
+        if with_predictions and not predictions_path(results_dir, record["run_id"]).is_file():
+            continue
+        found[key] = {"run_id": record["run_id"], **{name: record.get(name) for name in RETRAIN_FIELDS}}
+    return found
 
 
 def iter_task_outputs(
@@ -244,15 +348,20 @@ def iter_task_outputs(
     config: ExperimentConfig,
     data: PreparedData,
     skip_run_ids: set[str] | frozenset[str] = frozenset(),
+    ledger: RetrainLedger | None = None,
 ) -> Iterator[tuple[dict[str, Any], Predictions]]:
     """Run the missing rows of one task, yielding each row's record and test predictions.
 
-    Nothing is written here, so a remote worker can ship its outputs to the process that owns the
-    results directory (see :mod:`fmpbench.grid`).
+    A retrain already in ``ledger`` is not trained again: the row takes its outcome, with
+    ``reused_from`` naming the run that trained it and 0 retrain seconds. A row whose retrain another
+    process is training waits until the task's other rows are done. Nothing is written here, so a
+    remote worker can ship its outputs to the process that owns the results directory (see
+    :mod:`fmpbench.grid`).
     """
     rows = [r for r in task_rows(task, config, data) if r.run_id not in skip_run_ids]
     if not rows:
         return
+    ledger = ledger if ledger is not None else RetrainLedger()
     context = config.context(task.seed)
     cls = get_selector_class(task.method)
     search_start = time.perf_counter()
@@ -275,15 +384,45 @@ def iter_task_outputs(
             yield _failure(_base_record(row, task, config, data), exc), None
         return
 
-    for row in rows:
+    keep_ratio = baseline_keep_ratio(selector.get_params(), config)
+    queue = deque(rows)
+    postponed = 0  # rows in a row put back because another process trains their retrain
+    while queue:
+        row = queue.popleft()
         record = _base_record(row, task, config, data)
         record.update(shared)
         try:
-            record.update(_train_and_test(selector, row, data, context, config))
+            start = time.perf_counter()
+            fields = np.asarray(selector.support(row.k, data, context))
+            record["selection"] = selector.selection_info(row.k, data, context)
+            record["selection_seconds"] = time.perf_counter() - start
+            key = record["retrain_key"] = retrain_key(row, fields, data, context, config, keep_ratio)
+            found = None
+            if key is not None:  # wait only when every row left waits for another process
+                found = ledger.acquire(key) if postponed <= len(queue) else ledger.wait(key)
+            if found == BUSY:
+                queue.append(row)
+                postponed += 1
+                continue
+            postponed = 0
+            predictions: Predictions
+            if isinstance(found, dict):
+                record.update({name: found[name] for name in RETRAIN_FIELDS})
+                record.update(retrain_seconds=0.0, reused_from=found["run_id"])
+                predictions = found["run_id"]
+            else:
+                try:
+                    result, predictions = _train_and_test(selector, row, fields, data, context, config)
+                except BaseException:
+                    if key is not None:
+                        ledger.abandon(key)
+                    raise
+                record.update(result)
+                if key is not None:
+                    ledger.finish(key, row.run_id, result)
         except Exception as exc:  # noqa: BLE001 - one failed row must not stop the others
             yield _failure(record, exc), None
             continue
-        predictions = record.pop("_predictions")
         record["total_seconds"] = search_seconds + record["selection_seconds"] + record["retrain_seconds"]
         record["peak_memory_mb"] = max(search_peak_mb, memory.lap())  # this run's search and retrain only
         record["status"] = "ok"
@@ -297,13 +436,15 @@ def run_task(
     results_dir: Path,
     skip_run_ids: set[str] | frozenset[str] = frozenset(),
     report: Callable[[dict[str, Any]], None] | None = None,
+    ledger: RetrainLedger | None = None,
 ) -> list[dict[str, Any]]:
     """Run the missing rows of one task in this process, writing each record as soon as it exists.
 
-    ``report`` (optional) is called with each record once written (progress display).
+    ``report`` (optional) is called with each record once written (progress display); ``ledger`` holds
+    the grid's finished retrains (default: this task's own).
     """
     records = []
-    for record, predictions in iter_task_outputs(task, config, data, skip_run_ids):
+    for record, predictions in iter_task_outputs(task, config, data, skip_run_ids, ledger):
         write_record(results_dir, record, predictions)
         records.append(record)
         if report is not None:
@@ -346,12 +487,11 @@ def _train_baseline(
 
 
 def _train_and_test(
-    selector: Selector, row: Row, data: PreparedData, context: SearchContext, config: ExperimentConfig
-) -> dict[str, Any]:
-    start = time.perf_counter()
-    fields = np.asarray(selector.support(row.k, data, context))
-    selection = selector.selection_info(row.k, data, context)
-    selection_seconds = time.perf_counter() - start
+    selector: Selector, row: Row, fields: np.ndarray, data: PreparedData, context: SearchContext,
+    config: ExperimentConfig,
+) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]:
+    """Train the row's model on ``fields`` (retrain, native pipeline or matched-budget baseline), then
+    score it on the test split once: the row's ``RETRAIN_FIELDS`` and its test labels and probabilities."""
     if row.kind == "native":
         outcome = selector.fit_native(row.k, data, context)
         model, fields = outcome.model, np.asarray(outcome.fields)
@@ -380,11 +520,8 @@ def _train_and_test(
         **user_grouped_metrics(data, probs),
         "valid_auc": valid_auc,
         "retrain_seconds": retrain_seconds,
-        "selection_seconds": selection_seconds,
-        "selection": selection,
         "epochs": epochs,
         "seconds_per_epoch": retrain_seconds / max(epochs, 1),
         "native_info": extra,
         **_model_measures(model, _measure_batch(data, fields, context.device)),
-        "_predictions": (test.y.cpu().numpy(), probs),
-    }
+    }, (test.y.cpu().numpy(), probs)

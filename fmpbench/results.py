@@ -88,15 +88,25 @@ def predictions_path(results_dir: Path, run_id: str) -> Path:
 
 
 def write_record(
-    results_dir: Path, record: dict[str, Any], predictions: tuple[np.ndarray, np.ndarray] | None = None
+    results_dir: Path, record: dict[str, Any], predictions: tuple[np.ndarray, np.ndarray] | str | None = None
 ) -> Path:
-    """Write a run's predictions (labels uint8, probabilities float16) and then its record."""
+    """Write a run's predictions (labels uint8, probabilities float16) and then its record.
+
+    ``predictions`` may be the run id of a record in ``results_dir`` whose retrain this run reused: its
+    predictions file is copied (when it has one), so every record's predictions sit under its own id.
+    """
     run_id = record["run_id"]
-    if predictions is not None:
+    target = predictions_path(results_dir, run_id)
+    if isinstance(predictions, str):
+        source = predictions_path(results_dir, predictions)
+        if source.is_file():
+            _atomic_write_bytes(target, source.read_bytes())
+            record["predictions_file"] = str(predictions_path(Path("."), run_id))
+    elif predictions is not None:
         labels, probs = predictions
         buffer = io.BytesIO()
         np.savez_compressed(buffer, y=np.asarray(labels, dtype=np.uint8), p=np.asarray(probs, dtype=np.float16))
-        _atomic_write_bytes(predictions_path(results_dir, run_id), buffer.getvalue())
+        _atomic_write_bytes(target, buffer.getvalue())
         record["predictions_file"] = str(predictions_path(Path("."), run_id))
     payload = json.dumps(record, indent=1, sort_keys=True, default=_json_default).encode()
     path = record_path(results_dir, run_id)
