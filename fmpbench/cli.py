@@ -180,9 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="methods whose k fields also get the matched-budget model-pruning rows <method>+small "
                           "and <method>+magnitude (e.g. lightfmp; default: none)")
 
-    prep = command("prepare", "encode a raw dataset file into the cache used by `run`")
-    _lazy(prep.add_argument("dataset", help="dataset name"), _real_datasets)
-    prep.add_argument("--raw", required=True, action="append", help="raw file or directory (repeatable)")
+    prep = command("prepare", "encode a raw dataset file, or a table of your own, into the cache used by `run`")
+    _lazy(prep.add_argument("dataset", help="dataset name, or 'tabular' for a table of your own"), _real_datasets)
+    prep.add_argument("--raw", action="append", help="raw file or directory (repeatable; not for tabular)")
+    tab = prep.add_argument_group("tabular (your own CSV, gzip CSV or parquet; see README 'Your own data')")
+    tab.add_argument("--name", help="the name `run --dataset` will know it by")
+    tab.add_argument("--train", help="the table, or its training part when --valid and --test are given")
+    tab.add_argument("--valid", help="validation part of a pre-split table (with --test: the split is used as given)")
+    tab.add_argument("--test", help="test part of a pre-split table")
+    tab.add_argument("--label", help="the 0/1 label column (or `label` in the schema)")
+    tab.add_argument("--schema", help="TOML file: categorical/integer/numeric/ignore columns, missing tokens, user")
     prep.add_argument(
         "--data-dir",
         default=DEFAULT_DATA_DIR,
@@ -289,14 +296,14 @@ def _resolve_methods(text: str) -> list[str]:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from fmpbench.data import DATASETS
+    from fmpbench.data import DATASETS, custom_datasets
     from fmpbench.grid import EXECUTORS, build_tasks, check_k_spec, resolve_ks, run_grid
     from fmpbench.models import BACKBONES
     from fmpbench.protocol import ExperimentConfig
     from fmpbench.training import TrainConfig
 
     methods = _resolve_methods(args.methods)
-    _check_choice("dataset", args.dataset, DATASETS)
+    _check_choice("dataset", args.dataset, (*DATASETS, *custom_datasets(args.data_dir or DEFAULT_DATA_DIR)))
     _check_choice("backbone", args.backbone, list(BACKBONES))
     counts = {
         "--seeds": args.seeds,
@@ -437,6 +444,9 @@ def _seed_splits(data: PreparedData, seeds: int, data_dir: str) -> dict[int, Pre
     """Seed s's own random split of ``data`` (split seed = the data's + s), prepared or generated once."""
     from fmpbench.data.refs import with_split_seed
 
+    if (data.info.get("params") or {}).get("split") == "given":
+        print(f"fmpbench: note: {data.name} was prepared from given train/valid/test files; --vary-split keeps that "
+              "split for every seed (seeds differ only in initialisation)", file=sys.stderr)
     base = data.split_seed if data.split_seed is not None else 2024
     return {seed: with_split_seed(data, base + seed, data_dir) for seed in range(seeds)}
 
@@ -510,19 +520,39 @@ def _print_drop_list(records: list[dict[str, Any]], results_dir: Path) -> None:
     print("\n".join(drop_list_lines(drop_list(main_summary(loaded), loaded))))
 
 
-def command_prepare(args: argparse.Namespace) -> int:
-    from fmpbench.data import REAL_DATASETS, prepare
+_TABULAR_FLAGS = ("name", "train", "valid", "test", "label", "schema")
 
-    _check_choice("dataset", args.dataset, REAL_DATASETS)
+
+def command_prepare(args: argparse.Namespace) -> int:
+    from fmpbench.data import REAL_DATASETS, prepare, prepare_tabular
+    from fmpbench.data.tabular import KIND, SchemaError
+
+    _check_choice("dataset", args.dataset, (*REAL_DATASETS, KIND))
     if args.min_count is not None and args.min_count < 1:
         raise UsageError(f"--min-count must be at least 1, got {args.min_count}")
     options = {"split": args.split, "split_seed": args.split_seed, "skip_bad_rows": args.skip_bad_rows}
     if args.min_count is not None:
         options["min_count"] = args.min_count
-    raw = args.raw[0] if len(args.raw) == 1 else args.raw
-    data = prepare(args.dataset, raw, args.data_dir, **options)
+    given = [f"--{flag}" for flag in _TABULAR_FLAGS if getattr(args, flag) is not None]
+    if args.dataset == KIND:
+        if args.raw:
+            raise UsageError("prepare tabular takes --train (and --valid, --test), not --raw")
+        if args.name is None or args.train is None:
+            raise UsageError("prepare tabular needs --name NAME and --train FILE")
+        try:
+            data = prepare_tabular(args.name, args.train, args.data_dir, valid=args.valid, test=args.test,
+                                   label=args.label, schema=args.schema, **options)
+        except SchemaError as exc:
+            raise UsageError(str(exc)) from None
+    else:
+        if not args.raw:
+            raise UsageError(f"prepare {args.dataset} needs --raw FILE")
+        if given:
+            raise UsageError(f"{given[0]} is for `prepare tabular` (a table of your own), not {args.dataset}")
+        data = prepare(args.dataset, args.raw[0] if len(args.raw) == 1 else args.raw, args.data_dir, **options)
     sizes = ", ".join(f"{name} {len(getattr(data, name)):,}" for name in ("train", "valid", "test"))
-    print(f"prepared {args.dataset}: {data.num_fields} fields, {sizes} rows")
+    print(f"prepared {data.name}: {data.num_fields} fields, {sizes} rows"
+          + (" (the split of the given files)" if data.info.get("params", {}).get("split") == "given" else ""))
     print(f"fingerprint {data.fingerprint}, cached in {args.data_dir}")
     skipped = data.info.get("skipped_rows")
     if skipped:

@@ -24,7 +24,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from fmpbench.data import DATASETS, get_dataset, prepare
+from fmpbench.data import DATASETS, custom_datasets, get_dataset, prepare
 from fmpbench.data.prepared import PreparedData
 from fmpbench.data.refs import with_split_seed
 from fmpbench.grid import build_tasks, resolve_ks, run_grid
@@ -97,10 +97,11 @@ def load_study(path: Path) -> Study:
     datasets = raw.get("datasets", {})
     if not datasets:
         raise StudyError(f"{path}: no [datasets.*] tables")
+    own = custom_datasets(grid.get("data_dir", ".fmpbench-data"))  # tables prepared with `prepare tabular`
     for name, spec in datasets.items():
-        if name not in DATASETS:
-            raise StudyError(f"{path}: unknown dataset '{name}'; choose from: {', '.join(DATASETS)}")
-        _check_keys(path, f"[datasets.{name}]", spec, DATASET_KEYS)
+        if name not in DATASETS and name not in own:
+            raise StudyError(f"{path}: unknown dataset '{name}'; choose from: {', '.join([*DATASETS, *own])}")
+        _check_keys(path, f"[datasets.{name}]", spec, DATASET_KEYS if name in DATASETS else ("split_seed",))
     return Study(
         results=Path(grid.get("results", "results/study")),
         data_dir=Path(grid.get("data_dir", ".fmpbench-data")),
@@ -122,12 +123,20 @@ def _seed_data(name: str, spec: dict[str, Any], study: Study) -> dict[int, Prepa
     base_seed = int(spec.get("split_seed", DEFAULT_SPLIT_SEED))
     if "raw" in spec:
         base = prepare(name, Path(spec["raw"]), study.data_dir, split_seed=base_seed)
+    elif name not in DATASETS:  # a table of your own, prepared under the study's data_dir
+        base = with_split_seed(get_dataset(name, study.data_dir), base_seed, study.data_dir)
     else:
         base = get_dataset(name, n_rows=spec.get("rows"), seed=int(spec.get("generator_seed", 0)))
         base = with_split_seed(base, base_seed)
     if not study.vary_split:
         return {seed: base for seed in range(study.seeds)}
     return {seed: with_split_seed(base, base_seed + seed, study.data_dir) for seed in range(study.seeds)}
+
+
+def _split_note(data: PreparedData) -> str:
+    if (data.info.get("params") or {}).get("split") == "given":
+        return " (all on the split of its given train/valid/test files)"
+    return " (each its own split)"
 
 
 def run_study(study: Study, stream: Any = sys.stderr, only: Sequence[str] | None = None, dry_run: bool = False) -> int:
@@ -143,7 +152,7 @@ def run_study(study: Study, stream: Any = sys.stderr, only: Sequence[str] | None
         data = by_seed[0]
         print(
             f"== {name}: {data.data_source}, {data.num_fields} fields, {len(data.train):,} train rows, "
-            f"{study.seeds} seeds{' (each its own split)' if study.vary_split else ''}",
+            f"{study.seeds} seeds{_split_note(data) if study.vary_split else ''}",
             file=stream,
         )
         ks = resolve_ks(study.k, data.num_fields)
@@ -156,7 +165,7 @@ def run_study(study: Study, stream: Any = sys.stderr, only: Sequence[str] | None
         for index, (methods, method_params) in enumerate(variants):
             config = ExperimentConfig(
                 dataset=name,
-                data_dir=str(study.data_dir) if "raw" in spec else None,
+                data_dir=str(study.data_dir) if "raw" in spec or name not in DATASETS else None,
                 n_rows=spec.get("rows"),
                 backbone=study.backbone,
                 method_params=method_params,

@@ -30,9 +30,18 @@ from fmpbench.data.prepared import OOV_ID, GroundTruth, PreparedData, Split
 from fmpbench.data.preprocess import DEFAULT_CHUNK_ROWS
 from fmpbench.data.preprocess import run as _run
 from fmpbench.data.rawio import sha256_file
-from fmpbench.data.readers import make_reader
+from fmpbench.data.readers import RawReader, make_reader
 from fmpbench.data.splits import SPLIT_SCHEMES
 from fmpbench.data.synthetic import STANDIN_NAMES, make_standin, make_synthetic
+from fmpbench.data.tabular import (
+    KIND,
+    SchemaError,
+    TabularReader,
+    TabularSchema,
+    check_dataset_name,
+    load_schema,
+    schema_from_dict,
+)
 
 __all__ = [
     "DATASETS",
@@ -46,7 +55,9 @@ __all__ = [
     "load_prepared",
     "make_standin",
     "make_synthetic",
+    "custom_datasets",
     "prepare",
+    "prepare_tabular",
 ]
 
 log = logging.getLogger("fmpbench.data")
@@ -58,14 +69,16 @@ REAL_DATASETS: tuple[str, ...] = ("criteo", "avazu", "movielens", "movielens100k
 # the others keep every value seen at least twice (BARS' avazu_x4 uses 2), so a singleton, which
 # would get an embedding trained on one row, shares the OOV embedding instead.
 DEFAULT_MIN_COUNT: dict[str, int] = {"criteo": 10, "avazu": 2, "movielens": 2, "movielens100k": 2, "amazon": 2}
+TABULAR_MIN_COUNT = 2
 
 PREP_FORMAT_VERSION = 1
 _RAW_SUMS = "raw_checksums.json"
 
 
-def _check_name(name: str) -> None:
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose from: {', '.join(DATASETS)}")
+def _check_name(name: str, data_dir: str | Path | None = None) -> None:
+    if name not in DATASETS and name not in custom_datasets(data_dir):
+        raise ValueError(f"unknown dataset {name!r}; choose from: {', '.join(DATASETS)} (or a table of your own: "
+                         "`fmpbench prepare tabular --name NAME ...`)")
 
 
 def _identity(st: os.stat_result) -> dict[str, int]:
@@ -156,27 +169,97 @@ def prepare(
     variants) only apply to Amazon. An existing, verified cache with the same fingerprint
     is reused unless ``force``. ``chunk_rows`` only changes speed and memory, never the output.
     The result is memory-mapped by default (``mmap=True``): a full-size dataset need not fit in RAM.
+    Your own table: :func:`prepare_tabular`.
     """
     _check_name(name)
     if name == "synthetic":
         raise ValueError("'synthetic' is generated, not prepared from raw files; use get_dataset('synthetic')")
+    if name not in REAL_DATASETS:
+        raise ValueError(f"'{name}' is prepared from a table of your own: use prepare_tabular")
+    _check_options(split, chunk_rows, min_count)
+    reader = make_reader(
+        name, raw, skip_bad_rows=skip_bad_rows, style_min_share=style_min_share, drop_duplicates=drop_duplicates
+    )
+    return _prepare_reader(
+        name, reader, data_dir, min_count=DEFAULT_MIN_COUNT[name] if min_count is None else min_count, split=split,
+        split_seed=split_seed, chunk_rows=chunk_rows, force=force, mmap=mmap, progress=progress,
+    )
+
+
+def prepare_tabular(
+    name: str,
+    train: str | Path,
+    data_dir: str | Path,
+    *,
+    valid: str | Path | None = None,
+    test: str | Path | None = None,
+    label: str | None = None,
+    schema: str | Path | TabularSchema | dict[str, Any] | None = None,
+    min_count: int | None = None,
+    split: str = "random",
+    split_seed: int = 2024,
+    skip_bad_rows: bool = False,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    force: bool = False,
+    mmap: bool = True,
+    progress: bool = False,
+) -> PreparedData:
+    """Prepare a table of your own (CSV, gzip CSV or parquet) as dataset ``name``: see ``fmpbench.data.tabular``.
+
+    With ``valid`` and ``test`` the files are the split (``split``/``split_seed`` do not apply);
+    otherwise ``train``'s rows are split as every dataset's are. ``schema``: a TOML file, a parsed
+    :class:`TabularSchema` or its dict; without one every column but the label is categorical.
+    ``min_count`` defaults to 2, as for every dataset but Criteo.
+    """
+    check_dataset_name(name, DATASETS)
+    _check_options(split, chunk_rows, min_count)
+    if isinstance(schema, str | Path):
+        schema = load_schema(schema)
+    elif isinstance(schema, dict):
+        schema = schema_from_dict(schema)
+    files = {"train": Path(train)}
+    if valid is not None or test is not None:
+        if valid is None or test is None:
+            raise SchemaError("tabular: give --valid and --test together (or neither, to split --train's rows)")
+        files.update(valid=Path(valid), test=Path(test))
+    reader = TabularReader(files, label, schema, split=split, split_seed=split_seed, skip_bad_rows=skip_bad_rows)
+    return _prepare_reader(
+        name, reader, data_dir, min_count=TABULAR_MIN_COUNT if min_count is None else min_count,
+        split=reader.split, split_seed=split_seed, chunk_rows=chunk_rows, force=force, mmap=mmap, progress=progress,
+    )
+
+
+def _check_options(split: str, chunk_rows: int, min_count: int | None) -> None:
     if split not in SPLIT_SCHEMES:
         raise ValueError(f"unknown split {split!r}; choose from: {', '.join(SPLIT_SCHEMES)}")
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
-    mc = DEFAULT_MIN_COUNT[name] if min_count is None else int(min_count)
-    if mc < 1:
-        raise ValueError(f"min_count must be >= 1, got {mc}")
-    reader = make_reader(
-        name, raw, skip_bad_rows=skip_bad_rows, style_min_share=style_min_share, drop_duplicates=drop_duplicates
-    )
+    if min_count is not None and int(min_count) < 1:
+        raise ValueError(f"min_count must be >= 1, got {min_count}")
+
+
+def _prepare_reader(
+    name: str,
+    reader: RawReader,
+    data_dir: str | Path,
+    *,
+    min_count: int,
+    split: str,
+    split_seed: int,
+    chunk_rows: int,
+    force: bool,
+    mmap: bool,
+    progress: bool,
+) -> PreparedData:
+    """The streaming preparation of ``reader``'s rows into the cache (shared by every dataset)."""
+    mc = int(min_count)
     root = _cache.dataset_root(data_dir, name)
     raw_sums, identities = _raw_checksums(root, reader.files())
     params: dict[str, Any] = {
         "min_count": mc,
         "split": split,
         "split_seed": int(split_seed),
-        "skip_bad_rows": bool(skip_bad_rows),
+        "skip_bad_rows": bool(reader.skip_bad_rows),
         **reader.params(),
     }
     if split == "sequential":
@@ -190,7 +273,7 @@ def prepare(
             _cache.set_current(root, fp)
             return data
         except DataError as exc:
-            warnings.warn(f"{exc}; rebuilding it", stacklevel=2)
+            warnings.warn(f"{exc}; rebuilding it", stacklevel=3)
     build = _cache.new_build_dir(root, fp)
     try:
         out = _run(
@@ -204,7 +287,10 @@ def prepare(
         )
         _check_unchanged(reader.files(), identities)
         info = out["info"]
-        info.update(dataset=name, raw=raw_sums, params=params)
+        info.update(dataset=name, raw=raw_sums, params=params, **reader.describe())
+        recipe: dict[str, Any] = {"raw": [str(p.resolve()) for p in reader.raw_arg()], "params": params}
+        if isinstance(reader, TabularReader):
+            recipe["files"] = {role: str(p.resolve()) for role, p in reader.files().items()}
         meta = {
             "cache_format": _cache.CACHE_FORMAT_VERSION,
             "name": name,
@@ -214,10 +300,7 @@ def prepare(
             "field_dims": out["field_dims"],
             "info": info,
             "vocab_preview": out["vocab_preview"],
-            "prepare": {
-                "raw": [str(p.resolve()) for p in reader.raw_arg()],
-                "params": params,
-            },
+            "prepare": recipe,
         }
         _cache.finalize(build, root, meta, out["array_sha256"])
     except OSError as exc:
@@ -231,7 +314,9 @@ def prepare(
     return _cache.load_cache(final, mmap=mmap)
 
 
-def _rebuild_args(meta: dict[str, Any]) -> tuple[list[str], dict[str, Any]] | None:
+def reprepare(meta: dict[str, Any], data_dir: str | Path, **overrides: Any) -> PreparedData | None:
+    """Prepare again what a cache's ``meta.json`` was prepared from (with ``overrides``, e.g. another
+    ``split_seed``), or ``None`` when its raw files are no longer where they were."""
     prep = meta.get("prepare") or {}
     raw = prep.get("raw")
     params = dict(prep.get("params") or {})
@@ -243,10 +328,37 @@ def _rebuild_args(meta: dict[str, Any]) -> tuple[list[str], dict[str, Any]] | No
         "split_seed": params.get("split_seed", 2024),
         "skip_bad_rows": params.get("skip_bad_rows", False),
     }
+    if params.get("kind") == KIND:
+        files = prep["files"]
+        schema = schema_from_dict({k: v for k, v in params["schema"].items() if v is not None})
+        if kw["split"] == "given":
+            kw["split"] = "random"  # the files are the split; this only passes the check
+        kw.update(overrides)
+        return prepare_tabular(meta["name"], files["train"], data_dir, valid=files.get("valid"),
+                               test=files.get("test"), label=params["label"], schema=schema, **kw)
     for amazon_only in ("style_min_share", "drop_duplicates"):
         if amazon_only in params:
             kw[amazon_only] = params[amazon_only]
-    return raw, kw
+    kw.update(overrides)
+    return prepare(meta["name"], [Path(p) for p in raw] if len(raw) > 1 else Path(raw[0]), data_dir, **kw)
+
+
+def custom_datasets(data_dir: str | Path | None) -> list[str]:
+    """Datasets prepared from tables of your own (``prepare_tabular``) under ``data_dir``, sorted."""
+    if data_dir is None or not Path(data_dir).expanduser().is_dir():
+        return []
+    out = []
+    for root in sorted(Path(data_dir).expanduser().iterdir()):
+        fp = _cache.read_current(root) if root.is_dir() and root.name not in DATASETS else None
+        if fp is None:
+            continue
+        try:
+            meta = json.loads((root / fp / _cache.META).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and (meta.get("info") or {}).get("kind") == KIND:
+            out.append(root.name)
+    return out
 
 
 def load_prepared(name: str, data_dir: str | Path, *, mmap: bool = False) -> PreparedData | None:
@@ -256,7 +368,7 @@ def load_prepared(name: str, data_dir: str | Path, *, mmap: bool = False) -> Pre
     from its raw files when they are still where they were; otherwise a ``DataError`` says to
     prepare again. A corrupt cache is never returned.
     """
-    _check_name(name)
+    _check_name(name, data_dir)
     root = _cache.dataset_root(data_dir, name)
     fp = _cache.read_current(root)
     if fp is None:
@@ -270,19 +382,16 @@ def load_prepared(name: str, data_dir: str | Path, *, mmap: bool = False) -> Pre
     except DataError as exc:
         try:
             meta = json.loads((folder / _cache.META).read_text(encoding="utf-8"))
-            args = _rebuild_args(meta) if isinstance(meta, dict) else None
+            raw = (meta.get("prepare") or {}).get("raw") if isinstance(meta, dict) else None
         except (OSError, ValueError):
-            args = None
-        if args is None:
+            meta, raw = None, None
+        if not raw or not all(os.path.isfile(p) for p in raw):
             raise DataError(
                 f"{exc}; its raw files are not available to rebuild it: run `fmpbench prepare {name} --raw ...` again"
             ) from exc
-        warnings.warn(f"{exc}; rebuilding it from {args[0][0]}", stacklevel=2)
+        warnings.warn(f"{exc}; rebuilding it from {raw[0]}", stacklevel=2)
         shutil.rmtree(folder, ignore_errors=True)
-        raw, kw = args
-        return prepare(
-            name, [Path(p) for p in raw] if len(raw) > 1 else Path(raw[0]), data_dir, force=True, mmap=mmap, **kw
-        )
+        return reprepare(meta, data_dir, force=True, mmap=mmap)
 
 
 def get_dataset(
@@ -297,7 +406,7 @@ def get_dataset(
 
     Check ``data_source`` on the result: ``real``, ``standin:<name>`` or ``synthetic``.
     """
-    _check_name(name)
+    _check_name(name, data_dir)
     if name == "synthetic":
         return make_synthetic(n_rows=n_rows or 50_000, seed=seed)
     if data_dir is not None:
@@ -307,5 +416,6 @@ def get_dataset(
         log.warning(
             "no prepared %s data under %s: using the synthetic stand-in (data_source=standin:%s)", name, data_dir, name
         )
-    assert name in STANDIN_NAMES
+    if name not in STANDIN_NAMES:
+        raise DataError(f"dataset {name}: nothing prepared under {data_dir}; prepare it again")
     return make_standin(name, n_rows=n_rows or 50_000, seed=seed)

@@ -235,6 +235,10 @@ class RawReader:
         """Reader parameters that change the output (they enter the fingerprint)."""
         return {}
 
+    def describe(self) -> dict[str, Any]:
+        """What the prepared data's ``info`` should also hold (read once :meth:`batches` is exhausted)."""
+        return {}
+
     def given_bounds(self) -> tuple[int, int]:
         """Rows where valid and test start when the files fix the split (``split="given"``); known once
         :meth:`batches` is exhausted."""

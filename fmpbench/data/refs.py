@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fmpbench.data import _rebuild_args, prepare
 from fmpbench.data import cache as _cache
+from fmpbench.data import reprepare
 from fmpbench.data.errors import DataError
 from fmpbench.data.prepared import PreparedData
 from fmpbench.data.synthetic import regenerate
@@ -73,17 +73,15 @@ def with_split_seed(data: PreparedData, split_seed: int, data_dir: str | Path | 
     except (OSError, ValueError) as exc:
         folder = root / data.fingerprint
         raise DataError(f"{data.name}: cannot read the preparation record in {folder}: {exc}") from None
-    args = _rebuild_args(meta)
-    if args is None:
-        raise DataError(
-            f"{data.name}: the raw files it was prepared from are gone, so the split of seed {split_seed} "
-            "cannot be drawn; prepare it again"
-        )
-    raw, kwargs = args
     current = _cache.read_current(root)
     try:
-        source = [Path(p) for p in raw] if len(raw) > 1 else Path(raw[0])
-        return prepare(data.name, source, data_dir, **{**kwargs, "split_seed": split_seed})
+        again = reprepare(meta, data_dir, split_seed=split_seed)
+        if again is None:
+            raise DataError(
+                f"{data.name}: the raw files it was prepared from are gone, so the split of seed {split_seed} "
+                "cannot be drawn; prepare it again"
+            )
+        return again
     finally:
         if current is not None:
             _cache.set_current(root, current)
