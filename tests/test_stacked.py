@@ -8,7 +8,7 @@ import torch
 
 from fmpbench.selectors import SearchContext
 from fmpbench.training import SplitTensors, TrainConfig, evaluate
-from fmpbench.training.stacked import _Stack, fit_stacked, unstackable_reason
+from fmpbench.training.stacked import _dropout, _Stack, fit_stacked, unstackable_reason
 
 
 def _context(seed: int = 0, dropout: float = 0.0, max_epochs: int = 6, patience: int = 1) -> SearchContext:
@@ -135,3 +135,11 @@ def test_only_plain_mlps_of_one_shape_stack(synthetic_20k):
     train, valid = _context().tensors(synthetic_20k)
     with pytest.raises(ValueError, match="one shape"):
         fit_stacked(mixed, sets, train, valid, TrainConfig(), 0)
+
+
+def test_stacked_dropout_drops_p_of_the_units_and_keeps_the_mean():
+    torch.manual_seed(0)
+    out = _dropout(torch.ones(4, 512, 256), 0.3)
+    assert (out == 0).float().mean().item() == pytest.approx(0.3, abs=0.005)
+    assert out.mean().item() == pytest.approx(1.0, abs=0.01)
+    np.testing.assert_allclose(out.unique().numpy(), [0.0, 1 / 0.7], rtol=1e-6)

@@ -94,7 +94,9 @@ class _Stack:
         for i, (w, b) in enumerate(zip(weights, biases)):
             h = torch.baddbmm(b, h, w)
             if i < len(weights) - 1:
-                h = F.dropout(torch.relu(h), self.dropout, training) if self.dropout > 0 else torch.relu(h)
+                h = torch.relu(h)
+                if training and self.dropout > 0:
+                    h = _dropout(h, self.dropout)
         return h.squeeze(-1)
 
     def state_of(self, position: int) -> list[torch.Tensor]:
@@ -118,6 +120,20 @@ class _Stack:
             if state:
                 opt.state[after] = {key: v[index].clone() if v.dim() else v.clone() for key, v in state.items()}
         return opt
+
+
+def _dropout(h: torch.Tensor, p: float) -> torch.Tensor:
+    """Inverted dropout from 16-bit uniform draws, cut from one stream of 64-bit random words.
+
+    ``bernoulli_`` (inside ``F.dropout``) draws each element on its own: 13 ms for an [8, 512, 256]
+    activation on one core, a fifth of the stacked default step; the 64-bit stream costs 1 ms. The
+    drop probability is ``p`` rounded to a multiple of 2⁻¹⁶ (0.1 → 0.100006).
+    """
+    words = -(-h.numel() // 4)
+    bits = torch.randint(-(2**63), 2**63 - 1, (words,), dtype=torch.int64, device=h.device)
+    draws = bits.view(torch.int16)[: h.numel()].view(h.shape)
+    keep = draws >= round(p * 65536) - 32768
+    return h * keep.to(h.dtype).mul_(1.0 / (1.0 - p))
 
 
 def _write_back(model: MLP, state: list[torch.Tensor]) -> None:
