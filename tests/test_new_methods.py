@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from fmpbench.data.prepared import Split
 from fmpbench.data.synthetic import make_synthetic
@@ -122,19 +123,41 @@ def test_optfs_gates_each_value_and_aggregates_by_traffic():
     X = np.array([[0, 0], [0, 1], [0, 1], [2, 1]])
     counts = value_counts(X, field_dims)
     assert counts.tolist() == [3, 0, 1, 1, 3]
-    gate = ValueGate(field_dims, counts, init=0.1, beta_end=200.0)
+    gate = ValueGate(field_dims, counts, init=0.5, beta_end=200.0)
+    # the 1/σ(m₀) rescaling: every gate starts at exactly 1, the ungated backbone
+    emb = torch.ones(4, 2, 3)
+    assert torch.allclose(gate.gate_embeddings(torch.as_tensor(X), emb)[0], emb)
     with torch.no_grad():
         gate.mask.copy_(torch.tensor([5.0, -5.0, -5.0, -5.0, 5.0]))
     gate.advance(1.0)
     assert gate.beta == pytest.approx(200.0)
-    emb = torch.ones(4, 2, 3)
     gated, weights = gate.gate_embeddings(torch.as_tensor(X), emb)
-    assert weights.round().tolist() == [[1, 0], [1, 1], [1, 1], [0, 1]]
-    assert torch.equal(gated[:, :, 0], weights)
+    open_weight = 1 / torch.sigmoid(torch.tensor(0.5))
+    expected = torch.tensor([[1.0, 0.0], [1.0, 1.0], [1.0, 1.0], [0.0, 1.0]]) * open_weight
+    assert torch.allclose(weights, expected) and torch.equal(gated[:, :, 0], weights)
     # field 0: 3 of 4 training rows have an open value; field 1: 3 of 4
     search = type("Search", (), {"gate": gate})()
     scores = OptFSSelector().field_scores(search, context())
-    np.testing.assert_allclose(scores, [0.75, 0.75], atol=1e-6)
+    np.testing.assert_allclose(scores, np.log([0.75, 0.75]), atol=1e-9)
+    # all gates shut far below σ's float range: the fields still rank by how far
+    with torch.no_grad():
+        gate.mask.copy_(torch.tensor([-10.0, -10.0, -10.0, -20.0, -20.0]))
+    scores = OptFSSelector().field_scores(search, context())
+    assert np.all(np.isfinite(scores)) and scores[0] > scores[1]
+
+
+def test_optfs_penalty_reaches_every_value_at_every_step():
+    """λ·mean_v σ(β·m_v) over the whole vocabulary: a value absent from the batch is penalised too."""
+    field_dims = [3, 2]
+    gate = ValueGate(field_dims, np.ones(5), init=0.5, beta_end=200.0)
+    gate.advance(0.5)
+    hooks = OptFSSelector(l1=2.0).make_hooks(gate, total_steps=10, context=context())
+    hooks.extra_loss(nn.Identity(), step=0).backward()
+    beta, sig = gate.beta, torch.sigmoid(gate.beta * torch.tensor(0.5))
+    expected = 2.0 / 5 * beta * sig * (1 - sig)
+    assert torch.allclose(gate.mask.grad, torch.full((5,), float(expected)))
+    with pytest.raises(ValueError, match="l1"):
+        OptFSSelector(l1=-1.0).make_gate(None, make_synthetic(n_rows=200, seed=0))
 
 
 def test_optfs_temperature_moves_on_training_steps_only(data):
