@@ -189,7 +189,7 @@ def test_autofield_logits_move_only_in_validation_steps(tiny):
     hooks = search.hooks
     assert isinstance(hooks, CheckedHooks)
     expected_updates = search.results[-1].steps // selector.update_every
-    assert hooks.validation_steps == expected_updates > 0
+    assert hooks.gate_updates == expected_updates > 0
     assert hooks.moved_in_validation == expected_updates
     trained = {id(p) for opt in make_optimizers(search.model, context().train_config, hooks) for g in opt.param_groups
                for p in g["params"]}

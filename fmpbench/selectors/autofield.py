@@ -10,7 +10,7 @@ from torch import nn
 from fmpbench.data.prepared import PreparedData
 from fmpbench.models import CTRModel
 from fmpbench.selectors.base import SearchContext
-from fmpbench.selectors.gates import FieldGate, GateHooks, GateSearch, GateSearchSelector, linear_schedule
+from fmpbench.selectors.gates import FieldGate, GateSearch, GateSearchSelector, ValidationGateHooks, linear_schedule
 from fmpbench.selectors.registry import register
 
 KEEP = 1  # column of the (drop, keep) logit pair
@@ -45,37 +45,11 @@ class AutoFieldGate(FieldGate):
         return self.keep_probability()
 
 
-class AutoFieldHooks(GateHooks):
-    """First-order DARTS: gate logits are architecture parameters, stepped on validation batches only."""
+class AutoFieldHooks(ValidationGateHooks):
+    """First-order DARTS: gate logits are architecture parameters, stepped on validation batches only (BCE)."""
 
     def __init__(self, gate: AutoFieldGate, total_steps: int, gate_lr: float, update_every: int) -> None:
-        super().__init__(gate, total_steps, gate_lr)
-        self.logits = gate.logits
-        self.validation_every = update_every
-        self.arch_optimizer = torch.optim.Adam([self.logits], lr=gate_lr)
-        self.validation_steps = 0
-
-    def parameter_groups(self, model: nn.Module) -> list[dict]:
-        return []
-
-    def architecture_parameters(self, model: nn.Module) -> list[nn.Parameter]:
-        return [self.logits]
-
-    def after_step(self, model: nn.Module, step: int) -> None:
-        # training batches must not leave gradients on the logits for the validation step to reuse
-        self.logits.grad = None
-        super().after_step(model, step)
-
-    def validation_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> None:
-        loss = F.binary_cross_entropy_with_logits(model(x), y)
-        (grad,) = torch.autograd.grad(loss, [self.logits])
-        self.logits.grad = grad
-        self.arch_optimizer.step()
-        self.logits.grad = None
-        self.validation_steps += 1
-
-    def describe(self) -> dict:
-        return {"gate_updates": self.validation_steps}
+        super().__init__(gate, [gate.logits], total_steps, gate_lr, update_every)
 
 
 @register

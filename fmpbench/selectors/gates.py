@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fmpbench.data.prepared import PreparedData
@@ -85,6 +86,58 @@ class GateHooks(TrainHooks):
     def describe(self) -> dict[str, Any]:
         """What the search did beyond its schedule (e.g. number of architecture updates)."""
         return {}
+
+
+class ValidationGateHooks(GateHooks):
+    """Bi-level search (first-order DARTS): the gate's ``params`` are architecture parameters, left out
+    of the trainer's optimisers, and take their own Adam step (``gate_lr``) on a validation batch every
+    ``update_every`` training steps, minimising BCE + :meth:`validation_penalty`.
+
+    The validation step runs the model in training mode (the gate's noise or shuffling, dropout, batch
+    statistics), as DARTS does; only ``params`` receive its gradient. Why validation batches: there a
+    backbone's memorised training rows carry nothing, so the gates cannot learn to favour the fields
+    whose rare ids it memorises (AutoField, ShuffleGate).
+    """
+
+    def __init__(
+        self, gate: FieldGate, params: list[nn.Parameter], total_steps: int, gate_lr: float, update_every: int
+    ) -> None:
+        super().__init__(gate, total_steps, gate_lr)
+        self.params = list(params)
+        self.validation_every = update_every
+        self.gate_optimizer = torch.optim.Adam(self.params, lr=gate_lr)
+        self.gate_updates = 0
+
+    def parameter_groups(self, model: nn.Module) -> list[dict]:
+        return []
+
+    def architecture_parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        return list(self.params)
+
+    def validation_penalty(self) -> torch.Tensor | None:
+        """A term added to the validation BCE (a sparsity pressure); None adds nothing."""
+        return None
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        # the training batch's gradient on the gate must not leak into the validation step
+        for param in self.params:
+            param.grad = None
+        super().after_step(model, step)
+
+    def validation_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> None:
+        loss = F.binary_cross_entropy_with_logits(model(x), y)
+        penalty = self.validation_penalty()
+        if penalty is not None:
+            loss = loss + penalty
+        for param, grad in zip(self.params, torch.autograd.grad(loss, self.params)):
+            param.grad = grad
+        self.gate_optimizer.step()
+        for param in self.params:
+            param.grad = None
+        self.gate_updates += 1
+
+    def describe(self) -> dict[str, Any]:
+        return {"gate_updates": self.gate_updates}
 
 
 @dataclass

@@ -6,13 +6,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fmpbench.data.prepared import PreparedData
 from fmpbench.models import CTRModel
 from fmpbench.selectors.base import SearchContext
-from fmpbench.selectors.gates import FieldGate, GateHooks, GateSearch, GateSearchSelector
+from fmpbench.selectors.gates import FieldGate, GateSearch, GateSearchSelector, ValidationGateHooks
 from fmpbench.selectors.registry import register
 
 
@@ -46,46 +45,28 @@ class ShuffleGate(FieldGate):
         return g * emb + (1 - g) * shuffled, torch.ones(batch, num_fields, device=emb.device)
 
 
-class ShuffleGateHooks(GateHooks):
+class ShuffleGateHooks(ValidationGateHooks):
     """Bi-level: θ is excluded from the training step and takes an Adam step on a validation batch
     (with the model in training mode, so that batch is shuffled too) every ``update_every`` training
     steps, minimising BCE + λ · mean_f g_f."""
 
     def __init__(self, gate: ShuffleGate, total_steps: int, gate_lr: float, sparsity: float, update_every: int) -> None:
-        super().__init__(gate, total_steps, gate_lr)
+        super().__init__(gate, [gate.theta], total_steps, gate_lr, update_every)
         self.theta = gate.theta
         self.sparsity = sparsity
-        self.validation_every = update_every
-        self.gate_optimizer = torch.optim.Adam([self.theta], lr=gate_lr)
-        self.gate_updates = 0
-
-    def parameter_groups(self, model: nn.Module) -> list[dict]:
-        return []
-
-    def architecture_parameters(self, model: nn.Module) -> list[nn.Parameter]:
-        return [self.theta]
 
     def penalty(self) -> torch.Tensor:
         """The sparsity pressure λ · mean_f g_f."""
         return self.sparsity * torch.sigmoid(self.theta).mean()
 
-    def after_step(self, model: nn.Module, step: int) -> None:
-        # the training batch's gradient on θ must not leak into the validation step
-        self.theta.grad = None
-        super().after_step(model, step)
-
-    def validation_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> None:
-        loss = F.binary_cross_entropy_with_logits(model(x), y) + self.penalty()
-        (self.theta.grad,) = torch.autograd.grad(loss, [self.theta])
-        self.gate_optimizer.step()
-        self.theta.grad = None
-        self.gate_updates += 1
+    def validation_penalty(self) -> torch.Tensor:
+        return self.penalty()
 
     def describe(self) -> dict[str, Any]:
         with torch.no_grad():
             gate = torch.sigmoid(self.theta)
         return {
-            "gate_updates": self.gate_updates,
+            **super().describe(),
             "gates_below_half": int((gate < 0.5).sum()),
             "mean_gate": float(gate.mean()),
         }
