@@ -156,7 +156,10 @@ class _Table:
     """One input file (CSV, gzip CSV or parquet): its columns and its record batches of chosen columns."""
 
     def __init__(self, path: Path, role: str, delimiter: str) -> None:
-        self.path = check_file(path, f"tabular {role} file")
+        try:
+            self.path = check_file(path, f"tabular {role} file")
+        except DataError as exc:  # a missing or empty file is a mistake on the command line
+            raise SchemaError(str(exc)) from None
         self.role = role
         self.delimiter = delimiter
         self.parquet = _is_parquet(self.path)
@@ -329,7 +332,8 @@ class TabularReader(RawReader):
                 rows += rb.num_rows
                 yield self._tokens(rb)
             if rows == 0:
-                raise DataError(f"tabular {table.role} file {table.path}: no data rows")
+                raise SchemaError(f"tabular {table.role} file {table.path}: no data rows (only a header, or every "
+                                  "row skipped)")
             self.rows_per_file.append(rows)
 
     # ---- parsing
