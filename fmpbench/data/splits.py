@@ -45,8 +45,15 @@ def random_split(start: int, n: int, seed: int) -> np.ndarray:
     slots = np.arange(b0 * _BLOCK, b1 * _BLOCK, dtype=np.uint64)
     seed_mix = splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))[0]
     keys = splitmix64(slots ^ seed_mix).reshape(-1, _BLOCK)
-    ranks = np.argsort(np.argsort(keys, axis=1, kind="stable"), axis=1, kind="stable")
-    codes = np.where(ranks == 0, VALID, np.where(ranks == 1, TEST, TRAIN)).astype(np.int8)
+    # SplitMix64 is a bijection and the slots are distinct, so a block's keys never tie: its two
+    # smallest are two argmins, a third of the cost of ranking the block by sorting it.
+    rows = np.arange(keys.shape[0])
+    first = keys.argmin(axis=1)
+    keys[rows, first] = np.iinfo(np.uint64).max
+    second = keys.argmin(axis=1)
+    codes = np.full(keys.shape, TRAIN, dtype=np.int8)
+    codes[rows, first] = VALID
+    codes[rows, second] = TEST
     off = start - b0 * _BLOCK
     return codes.reshape(-1)[off : off + n]
 
