@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fmpbench.data.prepared import PreparedData
+from fmpbench.data.prepared import PreparedData, Split
 from fmpbench.labels import variant_suffix
 from fmpbench.measures import (
     PeakMemory,
@@ -51,6 +51,7 @@ from fmpbench.models.pruning import kept_count, magnitude_prune
 from fmpbench.models.saved import save_model
 from fmpbench.results import (
     RECORD_SCHEMA,
+    RunRecord,
     code_version,
     iter_records,
     machine_info,
@@ -65,6 +66,8 @@ from fmpbench.training import SplitTensors, TrainConfig, TrainingDiverged, Train
 from fmpbench.training.metrics import user_grouped_metrics
 
 LATENCY_BATCH = 1000
+#: the random stream of the search's row sample (beside the run's seed), apart from every other draw
+SEARCH_SAMPLE_STREAM = 5381
 
 
 @dataclass
@@ -85,6 +88,8 @@ class ExperimentConfig:
     baseline_keep_ratio: float = 0.5
     #: where each finished retrain row's model is saved (``fmpbench.models.saved``); not part of a run's identity
     model_dir: str | None = None
+    #: training rows every search sees (a seeded sample, :func:`search_view`); None: all of them
+    search_rows: int | None = None
 
     def context(self, seed: int) -> SearchContext:
         return SearchContext(seed, self.backbone, dict(self.backbone_params), self.train_config)
@@ -165,6 +170,8 @@ def task_rows(task: Task, config: ExperimentConfig, data: PreparedData) -> list[
             }
             if kind in ("small", "magnitude"):
                 identity["keep_ratio"] = baseline_keep_ratio(params, config)
+            if config.search_rows is not None:  # only then: the ids of runs on all rows stay as they were
+                identity["search_rows"] = config.search_rows
             rows.append(Row(name, k, kind, stable_hash(identity)))
     return rows
 
@@ -175,44 +182,43 @@ def row_label(row: Row, task: Task, config: ExperimentConfig) -> str:
     return row.name + variant_suffix(resolved_params(task.method, config), defaults)
 
 
-def _base_record(row: Row, task: Task, config: ExperimentConfig, data: PreparedData) -> dict[str, Any]:
-    return {
-        "schema": RECORD_SCHEMA,
-        "run_id": row.run_id,
-        "method": row.name,
-        "label": row_label(row, task, config),
-        "selector": task.method,
-        "native_pipeline": row.native,
-        "pipeline": row.kind,
-        "dataset": config.dataset,
-        "data_source": data.data_source,
-        "data_fingerprint": data.fingerprint,
-        "data_family": data.family,
-        "split_seed": data.split_seed,
-        "data_info": {k: v for k, v in data.info.items() if isinstance(v, (int, float, str, bool, list, dict))},
-        "num_fields": data.num_fields,
-        "field_names": list(data.field_names),
-        "test_positives": int(np.count_nonzero(np.asarray(data.test.y) > 0.5)),
-        "test_negatives": int(np.count_nonzero(np.asarray(data.test.y) <= 0.5)),
-        "ground_truth": None if data.truth is None else asdict(data.truth),
-        "k": row.k,
-        "seed": task.seed,
-        "backbone": config.backbone,
-        "backbone_params": config.backbone_params,
-        "train_config": config.train_config.to_dict(),
-        "method_params": config.method_params.get(task.method, {}),
-        "versions": package_versions(),
-        "code_version": code_version(),
-        "machine": machine_info(),
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+def _base_record(row: Row, task: Task, config: ExperimentConfig, data: PreparedData) -> RunRecord:
+    return RunRecord(
+        schema=RECORD_SCHEMA,
+        run_id=row.run_id,
+        method=row.name,
+        label=row_label(row, task, config),
+        selector=task.method,
+        native_pipeline=row.native,
+        pipeline=row.kind,
+        dataset=config.dataset,
+        data_source=data.data_source,
+        data_fingerprint=data.fingerprint,
+        data_family=data.family,
+        split_seed=data.split_seed,
+        data_info={k: v for k, v in data.info.items() if isinstance(v, (int, float, str, bool, list, dict))},
+        num_fields=data.num_fields,
+        field_names=list(data.field_names),
+        test_positives=int(np.count_nonzero(np.asarray(data.test.y) > 0.5)),
+        test_negatives=int(np.count_nonzero(np.asarray(data.test.y) <= 0.5)),
+        ground_truth=None if data.truth is None else asdict(data.truth),
+        k=row.k,
+        seed=task.seed,
+        backbone=config.backbone,
+        backbone_params=config.backbone_params,
+        train_config=config.train_config.to_dict(),
+        method_params=config.method_params.get(task.method, {}),
+        versions=package_versions(),
+        code_version=code_version(),
+        machine=machine_info(),
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
 
 
-def _failure(record: dict[str, Any], exc: BaseException) -> dict[str, Any]:
-    record["status"] = "diverged" if isinstance(exc, TrainingDiverged) else "failed"
-    record["error"] = f"{type(exc).__name__}: {exc}"
-    record["traceback"] = traceback.format_exc()
-    return record
+def _failure(record: RunRecord, exc: BaseException) -> dict[str, Any]:
+    record.update(status="diverged" if isinstance(exc, TrainingDiverged) else "failed",
+                  error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+    return record.to_dict()
 
 
 def _model_measures(model: CTRModel, batch: torch.Tensor) -> dict[str, Any]:
@@ -241,6 +247,19 @@ def _reference_measures(config: ExperimentConfig, data: PreparedData, seed: int)
         "dense_params_full": model.dense_parameters(),
         "flops_per_sample_full": flops_per_sample(model, _measure_batch(data, None, torch.device("cpu"))),
     }
+
+
+def search_view(data: PreparedData, search_rows: int | None, seed: int) -> PreparedData:
+    """What a search may see: the training split, or a uniform sample of ``search_rows`` of its rows drawn
+    from ``seed`` (sorted, so memory-mapped reads stay sequential), the validation split whole, and
+    neither the test split (empty) nor the planted truth."""
+    train = data.train
+    if search_rows is not None and search_rows < len(train):
+        rows = np.sort(np.random.default_rng([SEARCH_SAMPLE_STREAM, seed]).choice(len(train), search_rows,
+                                                                                   replace=False))
+        train = Split(np.ascontiguousarray(train.X[rows]), np.ascontiguousarray(train.y[rows]))
+    hidden = Split(data.test.X[:0], data.test.y[:0])
+    return replace(data, train=train, test=hidden, truth=None)
 
 
 #: a row's test predictions: labels and probabilities, the run id of the finished run whose retrain it
@@ -362,6 +381,7 @@ def iter_task_outputs(
     if not rows:
         return
     ledger = ledger if ledger is not None else RetrainLedger()
+    search_data = search_view(data, config.search_rows, task.seed)
     context = config.context(task.seed)
     cls = get_selector_class(task.method)
     search_start = time.perf_counter()
@@ -369,7 +389,7 @@ def iter_task_outputs(
     try:
         torch.manual_seed(task.seed)
         selector: Selector = cls(**config.method_params.get(task.method, {}))
-        selector.fit(data, context)
+        selector.fit(search_data, context)
         search_seconds = time.perf_counter() - search_start
         search_peak_mb = memory.lap()
         shared = {
@@ -378,6 +398,8 @@ def iter_task_outputs(
             "field_scores": dict(zip(data.field_names, selector.scores_.tolist())),
             "method_info": selector.describe(),
             "method_params": selector.get_params(),
+            "search_rows": config.search_rows,
+            "search_train_rows": len(search_data.train),
         }
     except Exception as exc:  # noqa: BLE001 - a failing method must not stop the grid
         for row in rows:
@@ -393,10 +415,10 @@ def iter_task_outputs(
         record.update(shared)
         try:
             start = time.perf_counter()
-            fields = np.asarray(selector.support(row.k, data, context))
-            record["selection"] = selector.selection_info(row.k, data, context)
-            record["selection_seconds"] = time.perf_counter() - start
-            key = record["retrain_key"] = retrain_key(row, fields, data, context, config, keep_ratio)
+            fields = np.asarray(selector.support(row.k, search_data, context))
+            record.selection = selector.selection_info(row.k, search_data, context)
+            record.selection_seconds = time.perf_counter() - start
+            key = record.retrain_key = retrain_key(row, fields, data, context, config, keep_ratio)
             found = None
             if key is not None:  # wait only when every row left waits for another process
                 found = ledger.acquire(key) if postponed <= len(queue) else ledger.wait(key)
@@ -423,10 +445,10 @@ def iter_task_outputs(
         except Exception as exc:  # noqa: BLE001 - one failed row must not stop the others
             yield _failure(record, exc), None
             continue
-        record["total_seconds"] = search_seconds + record["selection_seconds"] + record["retrain_seconds"]
-        record["peak_memory_mb"] = max(search_peak_mb, memory.lap())  # this run's search and retrain only
-        record["status"] = "ok"
-        yield record, predictions if config.save_predictions else None
+        record.total_seconds = search_seconds + record.selection_seconds + record.retrain_seconds
+        record.peak_memory_mb = max(search_peak_mb, memory.lap())  # this run's search and retrain only
+        record.status = "ok"
+        yield record.to_dict(), predictions if config.save_predictions else None
 
 
 def run_task(

@@ -16,7 +16,8 @@ import secrets
 import subprocess
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,158 @@ from typing import Any
 import numpy as np
 
 RECORD_SCHEMA = 1
+#: the layout of a record, ``major.minor``: a reader of major 1 reads every 1.x record (a minor version only
+#: adds fields); records written before the version was stored are 1.0
+SCHEMA_VERSION = "1.1"
+READABLE_MAJOR = 1
+LEGACY_SCHEMA_VERSION = "1.0"
+
+
+class SchemaVersionError(ValueError):
+    """A record of a schema major version this fmpbench cannot read (skipped with a warning by readers)."""
+
+
+def _doc(group: str, doc: str, default: Any = None) -> Any:
+    """A record field with its group and one-line meaning (what ``docs/record_schema.md`` lists)."""
+    return field(default=default, metadata={"group": group, "doc": doc})
+
+
+IDENTITY, DATA, MODEL, RESULTS, EXECUTION = (
+    "Identity and status", "Data", "Model, training, selection", "Results and costs",
+    "Execution (not part of the identity)",
+)
+
+
+@dataclass
+class RunRecord:
+    """One run's record: the one definition that the protocol writes and every reader reads.
+
+    ``docs/record_schema.md`` is rendered from these fields (:func:`record_schema_markdown`; a test keeps
+    them equal). Fields a run does not reach (the results of a failed run) are None.
+    """
+
+    run_id: str = _doc(IDENTITY, "16 hex digits: hash of what decides the result (data fingerprint, row, method with "
+                       "all parameters, k, seed, backbone and parameters, training settings without the device, "
+                       "search rows when set)", "")
+    schema_version: str = _doc(IDENTITY, "record layout `major.minor` (now 1.1); records without it are 1.0; a reader "
+                               "skips, with a warning, a major version it does not know", SCHEMA_VERSION)
+    schema: int = _doc(IDENTITY, "version of the run-id identity (1)", RECORD_SCHEMA)
+    status: str = _doc(IDENTITY, "`ok`, `failed` or `diverged`", "failed")
+    error: str | None = _doc(IDENTITY, "only when not `ok`: the exception")
+    traceback: str | None = _doc(IDENTITY, "only when not `ok`: its traceback")
+    method: str = _doc(IDENTITY, "the result row's name (`lightfmp`, `lightfmp-fs`, `gbdt+small`, ...)", "")
+    label: str = _doc(IDENTITY, "`method` plus `[key=value]` for every parameter off the method's defaults (ablation "
+                      "variants); derived on reading for records written before it existed", "")
+    selector: str = _doc(IDENTITY, "the `--methods` name that produced the row", "")
+    pipeline: str | None = _doc(IDENTITY, "`retrain`, `native`, `small` or `magnitude` (see `fmpbench/protocol.py`)")
+    native_pipeline: bool = _doc(IDENTITY, '`pipeline == "native"`', False)
+    method_params: dict[str, Any] | None = _doc(IDENTITY, "every hyper-parameter of the selector (defaults included)")
+    method_info: dict[str, Any] | None = _doc(IDENTITY, "what the search reports about itself (e.g. chosen depth)")
+    k: int = _doc(IDENTITY, "budget: fields kept", 0)
+    seed: int = _doc(IDENTITY, "seed of the search and the retrain", 0)
+    created_at: str = _doc(IDENTITY, "ISO time of writing (UTC)", "")
+
+    dataset: str = _doc(DATA, "dataset name", "")
+    data_source: str = _doc(DATA, "`real`, `synthetic` or `standin:<name>`", "")
+    data_fingerprint: str = _doc(DATA, "hash of the prepared data (raw checksum and every preparation parameter, "
+                                 "split included)", "")
+    data_family: str | None = _doc(DATA, "the same data up to its split (seeds of a `--vary-split` grid share it)")
+    split_seed: int | None = _doc(DATA, "seed of the random split")
+    data_info: dict[str, Any] | None = _doc(DATA, "preparation facts (rows, cardinalities, skipped rows, ...)")
+    num_fields: int = _doc(DATA, "number of fields of the data", 0)
+    field_names: list[str] | None = _doc(DATA, "all fields of the data, in order")
+    test_positives: int | None = _doc(DATA, "clicks in the test split")
+    test_negatives: int | None = _doc(DATA, "non-clicks in the test split")
+    ground_truth: dict[str, Any] | None = _doc(DATA, "planted roles, pairs and copies (synthetic data and stand-ins)")
+
+    backbone: str = _doc(MODEL, "retrained model", "")
+    backbone_params: dict[str, Any] | None = _doc(MODEL, "its non-default parameters")
+    train_config: dict[str, Any] | None = _doc(MODEL, "trainer settings (`fmpbench.training.TrainConfig`), device "
+                                               "included")
+    field_scores: dict[str, float] | None = _doc(MODEL, "one score per field (higher = keep)")
+    selected_fields: list[str] | None = _doc(MODEL, "the fields the tested model used")
+    selection: dict[str, Any] | None = _doc(MODEL, "per-k details of the selection (methods that search per budget)")
+    native_info: dict[str, Any] | None = _doc(MODEL, "extra facts of native / matched-budget rows (kept widths, "
+                                              "pruning AUCs, epochs)")
+    epochs: int | None = _doc(MODEL, "training epochs of the retrain (both phases for `magnitude`)")
+    search_rows: int | None = _doc(MODEL, "`--search-rows`: training rows each search was given (a seeded uniform "
+                                   "sample; part of the run id when set); null: all")
+    search_train_rows: int | None = _doc(MODEL, "training rows the search saw")
+    retrain_key: str | None = _doc(MODEL, "hash of what decides the retrain (data fingerprint, fields, row kind, "
+                                   "backbone, training settings without device, seed); null for native rows")
+    reused_from: str | None = _doc(MODEL, "the run whose identical retrain this row reused instead of training "
+                                   "(its results copied; `retrain_seconds` 0); null when trained here")
+
+    test_auc: float | None = _doc(RESULTS, "test AUC, scored once after training")
+    test_logloss: float | None = _doc(RESULTS, "test logloss")
+    test_gauc: float | None = _doc(RESULTS, "per-user GAUC (null without a user field)")
+    test_ndcg10: float | None = _doc(RESULTS, "per-user NDCG@10 (null without a user field)")
+    gauc_users: int | None = _doc(RESULTS, "users counted by GAUC")
+    gauc_users_skipped: int | None = _doc(RESULTS, "users GAUC skips (one class)")
+    ndcg_users: int | None = _doc(RESULTS, "users counted by NDCG@10")
+    valid_auc: float | None = _doc(RESULTS, "best validation AUC of the retrain (null for native rows)")
+    embedding_params: int | None = _doc(RESULTS, "embedding parameters of the tested model")
+    dense_params: int | None = _doc(RESULTS, "dense parameters of the tested model")
+    embedding_params_full: int | None = _doc(RESULTS, "embedding parameters of the unpruned backbone on all fields")
+    dense_params_full: int | None = _doc(RESULTS, "dense parameters of the unpruned backbone on all fields")
+    flops_per_sample: float | None = _doc(RESULTS, "forward FLOPs per sample of the tested model")
+    flops_per_sample_full: float | None = _doc(RESULTS, "the same for the unpruned backbone")
+    embedding_lookups_per_sample: int | None = _doc(RESULTS, "embedding values read per sample")
+    search_seconds: float | None = _doc(RESULTS, "wall-clock seconds of the search")
+    selection_seconds: float | None = _doc(RESULTS, "seconds to pick the k fields")
+    retrain_seconds: float | None = _doc(RESULTS, "seconds of training spent by this run (0 when reused)")
+    total_seconds: float | None = _doc(RESULTS, "search + selection + retrain seconds")
+    seconds_per_epoch: float | None = _doc(RESULTS, "seconds per training epoch of the model (the source run's when "
+                                           "reused)")
+    inference_ms_per_1000: float | None = _doc(RESULTS, "latency per 1,000 samples on validation rows")
+    peak_memory_mb: float | None = _doc(RESULTS, "the run's peak memory (its search and retrain)")
+    predictions_file: str | None = _doc(RESULTS, "`predictions/<run_id>.npz` when stored")
+
+    versions: dict[str, str] | None = _doc(EXECUTION, "Python and package versions")
+    code_version: str | None = _doc(EXECUTION, "git commit of the checkout")
+    machine: dict[str, Any] | None = _doc(EXECUTION, "platform, processor, CPU count, host name")
+
+    def update(self, values: Mapping[str, Any] | None = None, **more: Any) -> None:
+        """Set fields by name; a name the record does not define is an error (no silent extra keys)."""
+        for name, value in {**(values or {}), **more}.items():
+            if name not in _FIELD_NAMES:
+                raise AttributeError(f"RunRecord has no field '{name}'")
+            setattr(self, name, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> RunRecord:
+        """A stored record, checked and migrated: 1.0 records gain ``schema_version``, fields a record lacks
+        are None; keys this version does not define (a newer minor's) are dropped."""
+        version = schema_version_of(raw)
+        known = _FIELD_NAMES - {"schema_version"}
+        return cls(**{name: raw[name] for name in known if name in raw}, schema_version=version)
+
+
+_FIELD_NAMES = frozenset(f.name for f in fields(RunRecord))
+
+
+def schema_version_of(raw: Mapping[str, Any]) -> str:
+    """The stored record's ``schema_version`` (1.0 when it has none); a ``SchemaVersionError`` when this
+    fmpbench cannot read its major version."""
+    version = str(raw.get("schema_version") or LEGACY_SCHEMA_VERSION)
+    if version.split(".")[0] != str(READABLE_MAJOR):
+        raise SchemaVersionError(f"record schema_version {version}: this fmpbench reads {READABLE_MAJOR}.x (skipped)")
+    return version
+
+
+def record_schema_markdown() -> str:
+    """The record's fields as Markdown tables by group: the JSON-record part of ``docs/record_schema.md``."""
+    out: list[str] = []
+    for group in (IDENTITY, DATA, MODEL, RESULTS, EXECUTION):
+        out += ["", group, "", "| field | type | meaning |", "|:---|:---|:---|"]
+        for spec in fields(RunRecord):
+            if spec.metadata["group"] == group:
+                kind = str(spec.type).replace("|", "or").replace("dict[str, Any]", "object")
+                out.append(f"| `{spec.name}` | {kind} | {spec.metadata['doc']} |")
+    return "\n".join(out[1:]) + "\n"
 #: record fields that differ between two otherwise identical runs: timings, memory, time of writing,
 #: and the checkout's commit (which may move between them)
 VOLATILE_FIELDS = frozenset(
@@ -125,18 +278,23 @@ def _json_default(obj: Any) -> Any:
 
 
 def read_record(path: Path) -> dict[str, Any]:
+    """A stored record as written, with its ``schema_version`` (1.0 when it has none): a
+    ``SchemaVersionError`` for another major version, a ``ValueError`` for anything not a record."""
     with open(path, encoding="utf-8") as handle:
         record = json.load(handle)
     if not isinstance(record, dict) or "run_id" not in record or "status" not in record:
         raise ValueError("not a run record (missing run_id/status)")
-    return record
+    return {**record, "schema_version": schema_version_of(record)}
 
 
 def iter_records(results_dir: Path) -> Iterator[dict[str, Any]]:
-    """Every readable record; a corrupt one is skipped with a warning naming its file."""
+    """Every readable record; a corrupt one, or one of another schema major version, is skipped with a
+    warning naming its file."""
     for path in sorted(Path(results_dir).glob("*.json")):
         try:
             yield read_record(path)
+        except SchemaVersionError as exc:
+            warnings.warn(f"skipping result record {path}: {exc}", stacklevel=2)
         except (OSError, ValueError) as exc:
             warnings.warn(f"skipping corrupt result record {path}: {exc}", stacklevel=2)
 

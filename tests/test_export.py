@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import warnings
+from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +18,7 @@ from fmpbench.cli import main
 from fmpbench.labels import canonical
 from fmpbench.protocol import ExperimentConfig, Task, run_task
 from fmpbench.report.load import COLUMNS
-from fmpbench.results import load_results, write_record
+from fmpbench.results import SCHEMA_VERSION, RunRecord, iter_records, load_results, record_schema_markdown, write_record
 from fmpbench.selectors import available_methods, get_selector_class
 from fmpbench.training import TrainConfig
 
@@ -76,3 +78,49 @@ def test_the_record_stores_its_label(tiny_synthetic, tmp_path):
         (record,) = run_task(Task("lasso", 0, (3,)), config, tiny_synthetic, tmp_path)
     assert record["label"] == "lasso[max_rows=1000]"
     assert list(load_results(tmp_path)["label"]) == ["lasso[max_rows=1000]"]
+
+
+def _doc_section(name: str) -> str:
+    text = (Path(__file__).parents[1] / "docs" / "record_schema.md").read_text(encoding="utf-8")
+    return text.split(f"## {name}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_record_schema_doc_is_rendered_from_the_dataclass():
+    section = _doc_section("The JSON record")
+    assert record_schema_markdown() in section
+    documented = set(re.findall(r"^\| `(\w+)` \|", section, flags=re.M))
+    assert documented == {spec.name for spec in fields(RunRecord)}
+    assert all(spec.metadata["doc"] for spec in fields(RunRecord))
+
+
+def test_the_protocol_writes_exactly_the_record_fields(tiny_synthetic, tmp_path):
+    config = ExperimentConfig(dataset="synthetic", backbone_params={"embed_dim": 4, "hidden": (8,)},
+                              train_config=TrainConfig(max_epochs=1, batch_size=1024))
+    (record,) = run_task(Task("random", 0, (3,)), config, tiny_synthetic, tmp_path)
+    stored = json.loads((tmp_path / f"{record['run_id']}.json").read_text())
+    assert set(stored) == {spec.name for spec in fields(RunRecord)}
+    assert stored["schema_version"] == SCHEMA_VERSION and stored["status"] == "ok"
+    with pytest.raises(AttributeError, match="no field 'tset_auc'"):
+        RunRecord().update(tset_auc=0.5)
+
+
+def test_another_major_version_is_skipped_with_a_warning_and_old_records_read_as_1_0(tmp_path):
+    _write(tmp_path)
+    newer = json.loads((tmp_path / "r1.json").read_text())
+    (tmp_path / "r1.json").write_text(json.dumps({**newer, "schema_version": "2.0"}))
+    with pytest.warns(UserWarning, match=r"skipping result record .*r1\.json: record schema_version 2\.0: "
+                                         r"this fmpbench reads 1\.x"):
+        runs = load_results(tmp_path)
+    assert sorted(runs["run_id"]) == ["r0", "r2"]
+    with pytest.warns(UserWarning, match="schema_version 2.0"):
+        assert [r["schema_version"] for r in iter_records(tmp_path)] == ["1.0", "1.0"]  # written without one
+
+
+def test_the_committed_study_records_still_read():
+    study = Path(__file__).parents[1] / "results" / "study"
+    if not study.is_dir():
+        pytest.skip("no committed study records")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        versions = {r["schema_version"] for r in iter_records(study)}
+    assert versions == {"1.0"}

@@ -60,14 +60,14 @@ def _check_reused(records: list[dict[str, Any]], source: dict[str, Any], results
 def test_a_duplicated_retrain_is_trained_once_and_reused(tmp_path, trainings):
     lasso, none, random = _grid(tmp_path, ["none", "random", "lasso"])
     assert trainings == [lasso["run_id"]]  # the costliest task runs first; the other two reuse its retrain
-    assert "reused_from" not in lasso
+    assert lasso["reused_from"] is None
     _check_reused([none, random], lasso, tmp_path)
 
 
 def test_a_reused_result_equals_training_it(tmp_path):
     reused = {r["method"]: r for r in _grid(tmp_path / "both", ["none", "random"])}["random"]
     trained = _grid(tmp_path / "alone", ["random"])[0]
-    assert reused["reused_from"] and "reused_from" not in trained
+    assert reused["reused_from"] and trained["reused_from"] is None
     for name in ("test_auc", "test_logloss", "valid_auc"):
         assert math.isclose(reused[name], trained[name], rel_tol=1e-6), name
     assert reused["run_id"] == trained["run_id"] and reused["selected_fields"] == trained["selected_fields"]

@@ -33,7 +33,7 @@ import pandas as pd
 from fmpbench.labels import canonical as _canonical
 from fmpbench.labels import json_key as _key
 from fmpbench.labels import variant_suffix as _variant_suffix
-from fmpbench.results import predictions_path, read_record, record_path, stable_hash
+from fmpbench.results import SchemaVersionError, predictions_path, read_record, record_path, stable_hash
 
 NUMERIC_FIELDS = (
     "test_auc", "test_logloss", "valid_auc", "embedding_params", "dense_params", "embedding_params_full",
@@ -133,7 +133,8 @@ def _read_all(results_dir: Path) -> tuple[list[dict[str, Any]], list[tuple[str, 
         try:
             rows.append(_flat_row(read_record(path), path))
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            warnings.warn(f"skipping corrupt result record {path}: {exc}", stacklevel=3)
+            what = "result record" if isinstance(exc, SchemaVersionError) else "corrupt result record"
+            warnings.warn(f"skipping {what} {path}: {exc}", stacklevel=3)
             corrupt.append((path.name, f"{type(exc).__name__}: {exc}"))
     return rows, corrupt
 
