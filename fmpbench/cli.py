@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     _lazy(run.add_argument("--executor", default="local", help="where tasks run"), _executors)
     run.add_argument("--ray-address", default=None, help="address of a running Ray cluster (default: start one)")
     run.add_argument("--no-predictions", action="store_true", help="do not store test predictions")
+    run.add_argument("--search-rows", type=int, default=None, metavar="N",
+                     help="every search sees a seeded sample of N training rows (validation whole; the retrain uses "
+                          "all rows); default: all rows (README: 'Search fidelity')")
     run.add_argument("--dry-run", action="store_true",
                      help="list every run (id, row, k, seed, finished or not) and train nothing")
     run.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE",
@@ -312,6 +315,7 @@ def command_run(args: argparse.Namespace) -> int:
         "--epochs": args.epochs,
         "--batch-size": args.batch_size,
         "--embed-dim": args.embed_dim,
+        "--search-rows": args.search_rows,
     }
     for flag, value in counts.items():
         if value is not None and value < 1:
@@ -359,6 +363,7 @@ def command_run(args: argparse.Namespace) -> int:
         method_params=method_params,
         matched_baselines=baselines,
         model_dir=args.save_model,
+        search_rows=args.search_rows,
     )
     tasks = build_tasks(methods, list(range(args.seeds)), ks)
     by_seed = _seed_splits(data, args.seeds, data_dir) if args.vary_split else data
@@ -606,6 +611,8 @@ def command_study(args: argparse.Namespace) -> int:
     from fmpbench.study import StudyError, load_study, run_study
 
     study = load_study(Path(args.config))
+    if study.executor == "local":  # as for `run`: a device this machine lacks would fail every run
+        _check_device(study.train_config.device)
     if not args.dry_run:
         _make_writable_dir(study.results)
     only = [d.strip() for d in args.datasets.split(",")] if args.datasets else None

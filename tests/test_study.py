@@ -54,7 +54,8 @@ def _study(tmp_path: Path, grid: str = "", dataset: str = "rows = 2000") -> Path
 
 @pytest.mark.parametrize(("grid", "dataset", "message"), [
     ("seed = 5", "rows = 2000", "unknown key 'seed' in [grid]; allowed: results, data_dir, methods"),
-    ('device = "cuda"', "rows = 2000", "unknown key 'device' in [grid]"),
+    ("epoch = 2", "rows = 2000", "unknown key 'epoch' in [grid]"),
+    ("train = { epochs = 2 }", "rows = 2000", "unknown key 'epochs' in [grid.train]; allowed: max_epochs"),
     ("", "rows = 2000\nepochs = 2", "unknown key 'epochs' in [datasets.synthetic]"),
     ('matched_baselines = ["nope"]', "rows = 2000", "unknown method 'nope'"),
 ])
@@ -82,3 +83,38 @@ def test_study_runs_only_the_datasets_asked_for(tmp_path, capsys):
     assert {r["split_seed"] for r in records} == {2024, 2025}
     assert {json.dumps(r["ground_truth"]["pairs"]) for r in records} == {
         json.dumps([["inter_a", "inter_b"], ["inter_c", "inter_d"]])}
+
+
+def test_a_study_sets_the_trainer_and_backbone_as_run_does(tmp_path):
+    path = _study(tmp_path, "epochs = 2\nbatch_size = 256\nlr = 0.01\npatience = 1\ndevice = \"cpu\"\nembed_dim = 4\n"
+                            "hidden = [8]\npredictions = false\ntrain = { embed_lr = 0.05 }\n"
+                            "backbone_params = { dropout = 0.0 }")
+    study = load_study(path)
+    config = study.train_config
+    assert (config.max_epochs, config.batch_size, config.lr, config.patience) == (2, 256, 0.01, 1)
+    assert config.embed_lr == 0.05
+    assert study.backbone_params == {"embed_dim": 4, "hidden": (8,), "dropout": 0.0}
+    assert main(["study", str(path)]) == 0
+    records = _records(tmp_path / "r")
+    assert len(records) == 2 and not (tmp_path / "r" / "predictions").exists()
+    for record in records:
+        assert record["train_config"]["max_epochs"] == 2 and record["train_config"]["embed_lr"] == 0.05
+        assert record["backbone_params"] == {"embed_dim": 4, "hidden": [8], "dropout": 0.0}
+        assert record["dense_params"] == 4 * 18 * 8 + 8 + 8 + 1  # the 8-unit tower on 18 fields of width 4
+
+
+@pytest.mark.parametrize(("grid", "message"), [
+    ("epochs = 0", "[grid] epochs = 0: must be an integer ≥ 1"),
+    ('lr = "fast"', "[grid] lr = 'fast': must be a positive number"),
+    ('hidden = [8, "x"]', "[grid] hidden = [8, 'x']: must be a list of integers ≥ 1"),
+    ("train = { weight_decay = true }", "[grid.train] weight_decay = True: must be a number"),
+    ("backbone_params = { width = 3 }", "unknown key 'width' in [grid.backbone_params]"),
+    ("epochs = 2\ntrain = { max_epochs = 3 }", "[grid] epochs is also set in its table; set it once"),
+    ('executor = "dask"', "[grid] executor = 'dask': choose from: local, ray"),
+    ('backbone = "resnet"', "[grid] backbone = 'resnet': choose from: mlp"),
+    ('device = "cuda:7"', "device 'cuda:7' is not available here"),
+])
+def test_bad_study_settings_are_one_line_errors(tmp_path, capsys, grid, message):
+    assert main(["study", str(_study(tmp_path, grid))]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
