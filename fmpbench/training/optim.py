@@ -3,9 +3,15 @@
 ``torch.optim.SparseAdam`` spends most of a CTR step in generic sparse-tensor arithmetic
 (coalesce, sparse adds into dense state): measured at ~47 ms of a 58 ms step for a 841 k-row table,
 batch 4096 × 39 fields on 2 cores. This optimiser applies the same lazy-Adam rule — moments and
-weights are updated only for the rows present in the batch — with one ``unique`` + ``index_add``
-to merge duplicate rows and dense gathers/scatters on those rows, so its cost follows the number of
-distinct ids in a batch, not the vocabulary.
+weights are updated only for the rows present in the batch — with dense gathers/scatters on those
+rows, so its cost follows the number of distinct ids in a batch, not the vocabulary.
+
+Duplicate ids are merged without a sort: a per-table slot array (one int64 per row, written only at
+the batch's ids) finds each id's first occurrence, which gives the distinct rows (in order of first
+occurrence) and every id's row number with a few O(ids) scatters and gathers. ``torch.unique``'s
+comparison sort cost ~1.2 ms of a 20 ms default step. Each row's gradient is still summed by
+``index_add_`` in the batch's order, and the per-row arithmetic is the same as before, so the
+result is bit-identical to the sorted merge (rows are independent; only their order changed).
 """
 
 from __future__ import annotations
@@ -13,6 +19,25 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+
+
+def merge_duplicate_rows(
+    ids: torch.Tensor, values: torch.Tensor, slot: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct ``ids`` (first-occurrence order) and the sum of ``values`` per distinct id.
+
+    ``slot`` is scratch space with one entry per table row; only the entries at ``ids`` are read
+    or written. Sums run in batch order from zero, as ``torch.unique`` + ``index_add_`` do.
+    """
+    position = torch.arange(ids.numel(), device=ids.device)
+    slot.scatter_reduce_(0, ids, position, "amin", include_self=False)
+    first = slot.index_select(0, ids)
+    is_first = first == position
+    rows = ids.masked_select(is_first)
+    slot.index_copy_(0, rows, torch.arange(rows.numel(), device=ids.device))
+    inverse = slot.index_select(0, ids)
+    merged = values.new_zeros((rows.numel(),) + values.shape[1:]).index_add_(0, inverse, values)
+    return rows, merged
 
 
 class RowSparseAdam(torch.optim.Optimizer):
@@ -31,6 +56,8 @@ class RowSparseAdam(torch.optim.Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+        #: per-table scratch for merge_duplicate_rows; not optimiser state, so not in state_dict
+        self._slots: dict[torch.Tensor, torch.Tensor] = {}
 
     @torch.no_grad()
     def step(self, closure=None):  # noqa: ANN001 - torch's optimiser signature
@@ -47,10 +74,10 @@ class RowSparseAdam(torch.optim.Optimizer):
                     state["step"] = 0
                     # first and second moments side by side: one gather and one scatter per step
                     state["moments"] = torch.zeros((p.shape[0], 2) + p.shape[1:], dtype=p.dtype, device=p.device)
+                if p not in self._slots:
+                    self._slots[p] = torch.empty(p.shape[0], dtype=torch.long, device=p.device)
                 state["step"] += 1
-                rows, inverse = torch.unique(grad._indices()[0], return_inverse=True)
-                values = grad._values()
-                g = values.new_zeros((rows.numel(),) + values.shape[1:]).index_add_(0, inverse, values)
+                rows, g = merge_duplicate_rows(grad._indices()[0], grad._values(), self._slots[p])
                 if group["weight_decay"]:
                     # lazy L2: only rows seen in the batch are regularised, as their gradient is
                     g.add_(p.index_select(0, rows), alpha=group["weight_decay"])
