@@ -362,14 +362,22 @@ def finished_retrains(results_dir: Path, with_predictions: bool) -> dict[str, di
     return found
 
 
+#: trains a fresh retrain model on ``fields`` of the data in a context, as :func:`_fit_model` does
+RetrainFitter = Callable[[CTRModel, PreparedData, np.ndarray, SearchContext], TrainResult]
+
+
 def iter_task_outputs(
     task: Task,
     config: ExperimentConfig,
     data: PreparedData,
     skip_run_ids: set[str] | frozenset[str] = frozenset(),
     ledger: RetrainLedger | None = None,
+    fit_retrain: RetrainFitter | None = None,
 ) -> Iterator[tuple[dict[str, Any], Predictions]]:
     """Run the missing rows of one task, yielding each row's record and test predictions.
+
+    ``fit_retrain`` trains a ``retrain`` row's fresh model (default: on its own, :func:`_fit_model`;
+    :mod:`fmpbench.stacking` passes one that stacks it with other tasks' retrains).
 
     A retrain already in ``ledger`` is not trained again: the row takes its outcome, with
     ``reused_from`` naming the run that trained it and 0 retrain seconds. A row whose retrain another
@@ -434,7 +442,8 @@ def iter_task_outputs(
                 predictions = found["run_id"]
             else:
                 try:
-                    result, predictions = _train_and_test(selector, row, fields, data, context, config)
+                    result, predictions = _train_and_test(selector, row, fields, data, context, config,
+                                                          fit_retrain or _fit_model)
                 except BaseException:
                     if key is not None:
                         ledger.abandon(key)
@@ -510,7 +519,7 @@ def _train_baseline(
 
 def _train_and_test(
     selector: Selector, row: Row, fields: np.ndarray, data: PreparedData, context: SearchContext,
-    config: ExperimentConfig,
+    config: ExperimentConfig, fit_retrain: RetrainFitter,
 ) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]:
     """Train the row's model on ``fields`` (retrain, native pipeline or matched-budget baseline), then
     score it on the test split once: the row's ``RETRAIN_FIELDS`` and its test labels and probabilities."""
@@ -524,7 +533,7 @@ def _train_and_test(
     else:
         label_rate = float(np.mean(data.train.y))
         model = context.make_model([data.field_dims[f] for f in fields], label_rate=label_rate)
-        result = _fit_model(model, data, fields, context)
+        result = fit_retrain(model, data, fields, context)
         retrain_seconds, epochs, valid_auc, extra = result.seconds, result.epochs, result.best_valid_auc, {}
     test = SplitTensors(data.test, context.device, fields)
     test_auc, test_logloss, probs = evaluate(model, test, context.train_config.eval_batch_size)
