@@ -4,37 +4,13 @@ import torch
 from fmpbench.training.optim import RowSparseAdam, merge_duplicate_rows
 
 
-class SortedMergeAdam(torch.optim.Optimizer):
-    """The row-sparse Adam as the committed study ran it: ``torch.unique`` + ``index_add_`` merge."""
+class SortedMergeAdam(RowSparseAdam):
+    """The merge the committed study ran with: ``torch.unique`` (sorted) + ``index_add_``."""
 
-    def __init__(self, params, lr, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8):
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["moments"] = torch.zeros((p.shape[0], 2) + p.shape[1:])
-                state["step"] += 1
-                rows, inverse = torch.unique(p.grad._indices()[0], return_inverse=True)
-                values = p.grad._values()
-                g = values.new_zeros((rows.numel(),) + values.shape[1:]).index_add_(0, inverse, values)
-                if group["weight_decay"]:
-                    g.add_(p.index_select(0, rows), alpha=group["weight_decay"])
-                moments = state["moments"].index_select(0, rows)
-                exp_avg, exp_avg_sq = moments[:, 0], moments[:, 1]
-                exp_avg.mul_(beta1).add_(g, alpha=1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                state["moments"].index_copy_(0, rows, moments)
-                step = state["step"]
-                step_size = group["lr"] * (1 - beta2**step) ** 0.5 / (1 - beta1**step)
-                weights = p.index_select(0, rows)
-                weights.addcdiv_(exp_avg, exp_avg_sq.sqrt_().add_(group["eps"]), value=-step_size)
-                p.index_copy_(0, rows, weights)
+    def _merge(self, p, grad):
+        rows, inverse = torch.unique(grad._indices()[0], return_inverse=True)
+        values = grad._values()
+        return rows, values.new_zeros((rows.numel(),) + values.shape[1:]).index_add_(0, inverse, values)
 
 
 def _train(embedding, optimizer, steps=15, seed=1):

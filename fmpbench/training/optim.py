@@ -59,6 +59,12 @@ class RowSparseAdam(torch.optim.Optimizer):
         #: per-table scratch for merge_duplicate_rows; not optimiser state, so not in state_dict
         self._slots: dict[torch.Tensor, torch.Tensor] = {}
 
+    def _merge(self, p: torch.Tensor, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows of ``p`` in the sparse ``grad`` and their summed gradients."""
+        if p not in self._slots:
+            self._slots[p] = torch.empty(p.shape[0], dtype=torch.long, device=p.device)
+        return merge_duplicate_rows(grad._indices()[0], grad._values(), self._slots[p])
+
     @torch.no_grad()
     def step(self, closure=None):  # noqa: ANN001 - torch's optimiser signature
         for group in self.param_groups:
@@ -74,10 +80,8 @@ class RowSparseAdam(torch.optim.Optimizer):
                     state["step"] = 0
                     # first and second moments side by side: one gather and one scatter per step
                     state["moments"] = torch.zeros((p.shape[0], 2) + p.shape[1:], dtype=p.dtype, device=p.device)
-                if p not in self._slots:
-                    self._slots[p] = torch.empty(p.shape[0], dtype=torch.long, device=p.device)
                 state["step"] += 1
-                rows, g = merge_duplicate_rows(grad._indices()[0], grad._values(), self._slots[p])
+                rows, g = self._merge(p, grad)
                 if group["weight_decay"]:
                     # lazy L2: only rows seen in the batch are regularised, as their gradient is
                     g.add_(p.index_select(0, rows), alpha=group["weight_decay"])
