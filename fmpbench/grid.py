@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from fmpbench.protocol import (
 )
 from fmpbench.results import RunClaims, finished_run_ids, record_path, write_record
 from fmpbench.selectors import get_selector_class
+from fmpbench.stacking import iter_stacked_outputs
 
 DEFAULT_K_RATIOS = (0.25, 0.5, 0.75)
 EXECUTORS = ("local", "ray")
@@ -218,8 +220,12 @@ def run_grid(
     executor: str = "local",
     ray_address: str | None = None,
     stream: Any = sys.stderr,
+    stack_retrains: bool = False,
 ) -> GridOutcome:
     """Run every task, skipping finished runs when ``resume`` is set.
+
+    ``stack_retrains`` (``jobs == 1``, local executor) trains the same-shape retrains of each seed's
+    tasks as one stacked model (:mod:`fmpbench.stacking`); elsewhere each retrain trains on its own.
 
     ``data`` is the dataset of every task, or a mapping from each seed to its own data (a study whose
     seeds draw their own splits, :func:`fmpbench.data.refs.with_split_seed`).
@@ -292,6 +298,9 @@ def run_grid(
     try:
         if executor == "ray":
             _run_ray([t for t in pending if claim(t)], config, data, finished, jobs, ray_address, write, known)
+        elif jobs == 1 and stack_retrains:
+            claimed = [task for task in pending if claim(task)]
+            write(iter_stacked_outputs(claimed, config, partial(data_for, data), finished, RetrainLedger(dict(known))))
         elif jobs == 1:
             ledger = RetrainLedger(dict(known))
             for task in pending:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
 
+from fmpbench.grid import build_tasks, run_grid
+from fmpbench.protocol import ExperimentConfig
+from fmpbench.results import iter_records
 from fmpbench.selectors import SearchContext
 from fmpbench.training import SplitTensors, TrainConfig, evaluate
 from fmpbench.training.stacked import _dropout, _Stack, fit_stacked, unstackable_reason
@@ -143,3 +148,43 @@ def test_stacked_dropout_drops_p_of_the_units_and_keeps_the_mean():
     assert (out == 0).float().mean().item() == pytest.approx(0.3, abs=0.005)
     assert out.mean().item() == pytest.approx(1.0, abs=0.01)
     np.testing.assert_allclose(out.unique().numpy(), [0.0, 1 / 0.7], rtol=1e-6)
+
+
+GRID = ExperimentConfig(
+    dataset="synthetic",
+    n_rows=4000,
+    backbone_params={"embed_dim": 4, "hidden": (16, 8), "dropout": 0.0},
+    train_config=TrainConfig(max_epochs=3, batch_size=256, patience=1),
+)
+
+
+def _grid(results, data, methods: list[str], ks: tuple[int, ...], stack: bool) -> dict[str, dict]:
+    with open(os.devnull, "w") as quiet:
+        run_grid(build_tasks(methods, [0], ks), GRID, data, results, stream=quiet, stack_retrains=stack)
+    return {r["run_id"]: r for r in iter_records(results)}
+
+
+def test_a_stacked_grid_writes_the_records_of_a_separate_one(tmp_path, tiny_synthetic):
+    methods, ks = ["random", "lasso", "pca"], (4, 8)
+    separate = _grid(tmp_path / "separate", tiny_synthetic, methods, ks, stack=False)
+    stacked = _grid(tmp_path / "stacked", tiny_synthetic, methods, ks, stack=True)
+    assert stacked.keys() == separate.keys()
+    for run_id, record in stacked.items():
+        alone = separate[run_id]
+        assert record["status"] == alone["status"] == "ok"
+        assert record["selected_fields"] == alone["selected_fields"]
+        assert record["test_auc"] == pytest.approx(alone["test_auc"], abs=2e-3)  # no dropout: float rounding
+        assert record["stack_size"] == 3 and "stack_size" not in alone
+        partners = [stacked[other] for other in record["stacked_with"]]
+        assert sorted(p["selector"] for p in partners + [record]) == sorted(methods)
+        assert all(p["k"] == record["k"] for p in partners)
+        assert (tmp_path / "stacked" / record["predictions_file"]).is_file()
+
+
+def test_a_stacked_grid_still_trains_a_duplicated_retrain_once(tmp_path, tiny_synthetic):
+    every = (tiny_synthetic.num_fields,)  # at k = F every method keeps every field
+    records = _grid(tmp_path, tiny_synthetic, ["none", "random", "lasso"], every, stack=True).values()
+    trained = [r for r in records if not r.get("reused_from")]
+    assert len(trained) == 1 and trained[0]["stack_size"] == 1
+    assert all(r["reused_from"] == trained[0]["run_id"] for r in records if r is not trained[0])
+    assert {r["test_auc"] for r in records} == {trained[0]["test_auc"]}

@@ -54,7 +54,8 @@ def unstackable_reason(model: CTRModel) -> str | None:
     return None
 
 
-def _shape(model: MLP) -> tuple:
+def stack_shape(model: MLP) -> tuple:
+    """What models must share to train in one stack: fields per model, embedding size, widths, dropout."""
     dropouts = [m.p for m in model.mlp if isinstance(m, nn.Dropout)]
     return model.num_fields, model.embed_dim, tuple(model.hidden), tuple(dropouts)
 
@@ -187,7 +188,7 @@ def fit_stacked(
         reason = unstackable_reason(model)
         if reason is not None:
             raise ValueError(reason)
-    shapes = {_shape(m) for m in models}
+    shapes = {stack_shape(m) for m in models}
     if len(shapes) > 1:
         raise ValueError(f"stacked models must share one shape (fields, embed_dim, hidden, dropout); got {shapes}")
     if len(models) != len(field_sets) or any(len(f) != models[0].num_fields for f in field_sets):

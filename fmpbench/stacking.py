@@ -1,0 +1,202 @@
+"""Stacked retrains in a grid: the retrain rows of one seed that share a shape train as one stack.
+
+The tasks of a seed run through the protocol's own :func:`fmpbench.protocol.iter_task_outputs`
+(so every record is the one the protocol writes), each in its own thread, one thread at a time (a
+baton). A task that reaches a retrain row of a stackable backbone (``fmpbench.training.stacked``)
+parks the model here instead of training it and hands the baton on; once every task of the seed
+has parked or ended, the parked models are grouped by shape (k, widths, dropout), each group trains
+with :func:`fit_stacked`, and the tasks resume. Rows are visited in k order, so the first round
+stacks every method's smallest-k retrain, the next the following k, and so on. Other rows (native
+pipelines, matched baselines, other backbones) train as before, in their task's turn.
+
+Each stacked row's record adds ``stack_size`` and ``stacked_with`` (the run ids trained beside it);
+its ``retrain_seconds`` is its share of the stack's time. Two tasks whose retrain is the same model
+(one retrain key) still train it once: the second waits, without the baton, until the first records it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fmpbench.data.prepared import PreparedData
+from fmpbench.models import CTRModel
+from fmpbench.protocol import BUSY, ExperimentConfig, Predictions, RetrainLedger, Task, iter_task_outputs, task_rows
+from fmpbench.selectors import SearchContext
+from fmpbench.training import TrainResult
+from fmpbench.training.stacked import fit_stacked, stack_shape, unstackable_reason
+
+#: Stacking is the default of ``run`` and ``study`` on every device: on CPU (default model, Avazu
+#: stand-in, 24 k training rows, k = 12, one run on a loaded 2-core host) 8 stacked retrains took
+#: 0.88× the time of 8 separate ones at 1 thread, 4 took 0.79×, and at 2 threads, where separate
+#: steps collapse under contention, 0.15-0.54×; one alone costs the same (0.99×). On a GPU the
+#: default model at batch 512 is launch-bound, so M stacked models should cost close to one
+#: (reasoned, not measured: no GPU was available when this was chosen).
+STACK_BY_DEFAULT = True
+
+
+@dataclass
+class _Parked:
+    """A retrain waiting for its stack: the task's model, fields and context; then its outcome."""
+
+    task: int
+    model: CTRModel
+    fields: np.ndarray
+    data: PreparedData
+    context: SearchContext
+    result: TrainResult | BaseException | None = None
+    stacked_with: list[int] = field(default_factory=list)
+
+
+class _Baton:
+    """Lets one task thread run at a time and trains the parked retrains when none can run."""
+
+    def __init__(self, count: int) -> None:
+        self.cond = threading.Condition()
+        self.turn: int | None = None
+        self.parked: dict[int, _Parked] = {}
+        self.waiting: set[int] = set()  # tasks waiting for another task's identical retrain
+        self.done: set[int] = set()
+        self.count = count
+        self.stacks: dict[tuple[int, int], _Parked] = {}  # (task, k) → its parked retrain, once trained
+
+    def take(self, index: int) -> None:
+        """Block until it is task ``index``'s turn (called with ``cond`` held)."""
+        self.cond.wait_for(lambda: self.turn == index)
+
+    def give(self, index: int) -> None:
+        """End task ``index``'s turn and wait for the next (called with ``cond`` held)."""
+        self.turn = None
+        self.cond.notify_all()
+        self.take(index)
+
+    def fitter(self, index: int) -> Callable[[CTRModel, PreparedData, np.ndarray, SearchContext], TrainResult]:
+        """The retrain trainer of task ``index``: parks a stackable model until its stack has trained."""
+
+        def fit(model: CTRModel, data: PreparedData, fields: np.ndarray, context: SearchContext) -> TrainResult:
+            if unstackable_reason(model) is not None:
+                train, valid = context.tensors(data, fields)
+                return context.trainer().fit(model, train, valid)
+            parked = _Parked(index, model, np.asarray(fields), data, context)
+            with self.cond:
+                self.parked[index] = parked
+                while parked.result is None:
+                    self.give(index)
+                del self.parked[index]
+            self.stacks[(index, len(parked.fields))] = parked
+            if isinstance(parked.result, BaseException):
+                raise parked.result
+            return parked.result
+
+        return fit
+
+    def runnable(self) -> list[int]:
+        return [i for i in range(self.count) if i not in self.done and i not in self.waiting
+                and (i not in self.parked or self.parked[i].result is not None)]
+
+    def train_parked(self) -> None:
+        """Train every parked retrain, grouped by shape and context (seed, training settings)."""
+        groups: dict[tuple, list[_Parked]] = {}
+        for parked in self.parked.values():
+            if parked.result is None:
+                key = (stack_shape(parked.model), repr(parked.context.train_config), parked.context.seed)
+                groups.setdefault(key, []).append(parked)
+        for members in groups.values():
+            context = members[0].context
+            train, valid = context.tensors(members[0].data)
+            results = fit_stacked([p.model for p in members], [p.fields for p in members], train, valid,
+                                  context.train_config, context.seed)
+            for parked, result in zip(members, results):
+                parked.result = result
+                parked.stacked_with = [p.task for p in members if p is not parked]
+
+
+class _BatonLedger(RetrainLedger):
+    """The grid's ledger for one task thread: waiting for a retrain another task trains gives up the baton."""
+
+    def __init__(self, shared: RetrainLedger, baton: _Baton, index: int) -> None:
+        super().__init__(shared.store)
+        self.baton, self.index = baton, index
+
+    def wait(self, key: str, poll_s: float = 0.2) -> dict[str, Any] | None:
+        while (found := self.acquire(key)) == BUSY:
+            with self.baton.cond:
+                self.baton.waiting.add(self.index)
+                self.baton.give(self.index)
+        return found  # type: ignore[return-value]
+
+
+def iter_stacked_outputs(
+    tasks: Sequence[Task],
+    config: ExperimentConfig,
+    data_of: Callable[[int], PreparedData],
+    skip_run_ids: frozenset[str],
+    ledger: RetrainLedger,
+) -> Iterator[tuple[dict[str, Any], Predictions]]:
+    """The outputs of ``tasks`` (as :func:`iter_task_outputs` yields them), each seed's retrains stacked."""
+    for seed in sorted({t.seed for t in tasks}):
+        yield from _seed_outputs([t for t in tasks if t.seed == seed], config, data_of(seed), skip_run_ids, ledger)
+
+
+def _seed_outputs(
+    tasks: list[Task], config: ExperimentConfig, data: PreparedData, skip: frozenset[str], ledger: RetrainLedger
+) -> Iterator[tuple[dict[str, Any], Predictions]]:
+    baton = _Baton(len(tasks))
+    outputs: list[list[tuple[dict[str, Any], Predictions]]] = [[] for _ in tasks]
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        task_ledger = _BatonLedger(ledger, baton, index)
+        try:
+            with baton.cond:
+                baton.take(index)
+            for output in iter_task_outputs(tasks[index], config, data, skip, task_ledger, baton.fitter(index)):
+                outputs[index].append(output)
+        except BaseException as exc:  # noqa: BLE001 - raised again by the driving thread
+            errors.append(exc)
+        finally:
+            with baton.cond:
+                baton.done.add(index)
+                baton.turn = None
+                baton.cond.notify_all()
+
+    threads = [threading.Thread(target=work, args=(i,), name=f"fmpbench-stack-{i}", daemon=True)
+               for i in range(len(tasks))]
+    for thread in threads:
+        thread.start()
+    retrain_ids = {(i, row.k): row.run_id for i, task in enumerate(tasks)
+                   for row in task_rows(task, config, data) if row.kind == "retrain"}
+    with baton.cond:
+        while len(baton.done) < len(tasks):
+            runnable = baton.runnable()
+            if not runnable:
+                if any(p.result is None for p in baton.parked.values()):
+                    baton.train_parked()
+                else:  # nothing to train: another process holds the retrain they wait for
+                    baton.cond.wait(0.2)
+                baton.waiting.clear()  # the waiting tasks look at the ledger again
+                continue
+            baton.turn = runnable[0]
+            baton.cond.notify_all()
+            baton.cond.wait_for(lambda: baton.turn is None)
+            if errors:
+                raise errors[0]
+            for index, produced in enumerate(outputs):
+                for record, predictions in produced:
+                    yield _annotated(record, index, baton, retrain_ids), predictions
+                produced.clear()
+    for thread in threads:
+        thread.join()
+
+
+def _annotated(record: dict[str, Any], index: int, baton: _Baton, retrain_ids: dict) -> dict[str, Any]:
+    """A stacked retrain's record with the stack it trained in."""
+    parked = baton.stacks.get((index, record["k"]))
+    if parked is not None and record.get("pipeline") == "retrain" and not record.get("reused_from"):
+        record["stack_size"] = len(parked.stacked_with) + 1
+        record["stacked_with"] = [retrain_ids[(i, record["k"])] for i in parked.stacked_with]
+    return record
