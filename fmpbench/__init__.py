@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+# Before torch loads OpenMP (libgomp reads this once): idle OpenMP threads sleep instead of spinning.
+# Spinning threads of a 2-thread step on a host where another process keeps a core busy made the
+# default step 5-14x slower than at 1 thread (each small parallel region waited for a descheduled
+# sibling); sleeping ones are ~1-thread speed there. A user's own setting wins.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 __version__ = "0.1.0"
 __all__ = ["FieldSelector", "__version__"]

@@ -138,3 +138,20 @@ def test_streamed_and_resident_training_reach_similar_auc(tiny_synthetic, fast_c
         model = fast_context.make_model(tiny_synthetic.field_dims, label_rate=0.2)
         results.append(Trainer(fast_context.train_config, seed=0).fit(model, train, valid).best_valid_auc)
     assert abs(results[0] - results[1]) < 0.03
+
+
+@pytest.mark.parametrize(
+    ("user_env", "expected"),
+    [({}, "PASSIVE"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"), ({"GOMP_SPINCOUNT": "1000"}, None)],
+)
+def test_importing_fmpbench_makes_idle_openmp_threads_sleep_unless_the_user_chose(user_env, expected):
+    # spinning OpenMP threads made 2-thread steps 5-14x slower than 1 thread beside a busy process;
+    # the setting only works if it is in the environment before torch loads libgomp
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    code = "import sys, os, fmpbench; print('torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, **user_env}, capture_output=True, text=True)
+    assert out.stdout.split() == ["False", str(expected)]
