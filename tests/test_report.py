@@ -59,16 +59,30 @@ def _record(method: str, dataset: str, k: int, seed: int, **extra: object) -> di
     return record
 
 
+# User-grouped metrics by (method, seed) for "toy", the dataset with a user field ("synthetic" stores None).
+NDCG = {"none": [0.40, 0.42, 0.41], "good": [0.55, 0.50, 0.60], "lasso": [0.40, 0.43, 0.41], "random": [0.2, 0.3, 0.1]}
+USERS, SKIPPED = 1200, (4, 5, 8)
+
+
+def _user_metrics(dataset: str, method: str, seed: int) -> dict:
+    if dataset != "toy":
+        return {"test_gauc": None, "test_ndcg10": None, "gauc_users": None, "gauc_users_skipped": None}
+    return {"test_gauc": AUC[method][seed] - 0.05, "test_ndcg10": NDCG[method][seed], "gauc_users": USERS,
+            "gauc_users_skipped": SKIPPED[seed]}
+
+
 def _build_results(root: Path, datasets: tuple[str, ...] = ("synthetic", "toy")) -> Path:
     results = root / "results"
     for dataset in datasets:
         for seed in SEEDS:
-            write_record(results, _record("none", dataset, len(FIELDS), seed), _predictions("none", seed))
+            write_record(results, _record("none", dataset, len(FIELDS), seed, **_user_metrics(dataset, "none", seed)),
+                         _predictions("none", seed))
             for method in ("good", "lasso", "random"):
                 for k in KS:
                     if (dataset, method, k, seed) == ("synthetic", "random", 4, 2):
                         continue  # an expected-but-missing run
-                    write_record(results, _record(method, dataset, k, seed), _predictions(method, seed))
+                    record = _record(method, dataset, k, seed, **_user_metrics(dataset, method, seed))
+                    write_record(results, record, _predictions(method, seed))
     failed = _record("lasso", "synthetic", 6, 0, run_id="failed-lasso", status="failed",
                      error="RuntimeError: boom\nTraceback (most recent call last): ...")
     write_record(results, failed)
@@ -108,6 +122,25 @@ def test_main_table_numbers_bold_and_marks(report):
     assert f"**{ref.mean():.4f} ± {ref.std(ddof=1):.4f}**" in none and "ref." in none
     # the other dataset is shifted by -0.01 everywhere
     assert f"{good.mean() - 0.01:.4f} ± {good.std(ddof=1):.4f}" in _row(table, "toy", 4, "good")
+
+
+def test_user_grouped_table_only_for_data_with_a_user_field(report):
+    _, summary = report
+    table = (summary.out_dir / "user_grouped.md").read_text()
+    assert "| synthetic |" not in table  # no user field: no rows, rather than rows of dashes
+    gauc, ndcg = np.asarray(AUC["good"]) - 0.05, np.asarray(NDCG["good"])
+    row = _row(table, "toy", 4, "good")
+    best_gauc = f"**{gauc.mean():.4f} ± {gauc.std(ddof=1):.4f}**"
+    best_ndcg = f"**{ndcg.mean():.4f} ± {ndcg.std(ddof=1):.4f}**"
+    assert f"| 3 | {best_gauc} | {best_ndcg} |" in row
+    assert row.endswith(f"| {USERS:,} | {np.mean(SKIPPED):.1f} |")  # a mean over seeds: 5.7
+    lasso = np.asarray(NDCG["lasso"])
+    assert f"| {lasso.mean():.4f} ± {lasso.std(ddof=1):.4f} |" in _row(table, "toy", 4, "lasso")  # not bold
+    none = _row(table, "toy", len(FIELDS), "none")
+    assert f"{np.mean(NDCG['none']):.4f}" in none
+    latex = (summary.out_dir / "user_grouped.tex").read_text()
+    assert latex.count("\\begin{table*}") == 1 and "NDCG@10" in latex
+    assert f"{gauc.mean():.4f}" in _row((summary.out_dir / "main_results.md").read_text(), "toy", 4, "good")
 
 
 def test_main_summary_pvalues(report):

@@ -31,6 +31,8 @@ TABLE_DESCRIPTIONS = {
     "main_results": "Test AUC and logloss, mean ± std over seeds, per dataset × method × k; best in bold; "
                     "Holm-adjusted paired t-test, Wilcoxon and DeLong (max p over seeds) against `none`, "
                     "t-test against the best method, and the |ΔAUC| < 0.001 practical-equivalence flag.",
+    "user_grouped": "GAUC and NDCG@10, mean ± std over seeds, with the test users averaged over and skipped, "
+                    "per dataset × method × k, for the datasets with a user field (MovieLens, Amazon).",
     "efficiency": "Embedding and dense parameters, share of the unpruned model, forward FLOPs per sample, "
                   "search / retrain / total seconds and epochs (means over seeds) per dataset × method × k.",
     "ground_truth_recovery": "Recall of the planted informative and strong fields, interaction pairs kept whole, "
@@ -51,7 +53,7 @@ TABLE_DESCRIPTIONS = {
 # Files this module writes under fixed or per-dataset names; stale ones are removed before a rerun so that
 # a figure whose data has gone is never left behind looking current.
 _OWN_FILES = re.compile(
-    r"^(main_results|drop_list|efficiency|ground_truth_recovery|aukc_ranking|matched_budget|flags|failed_runs)\.(md|tex)$|"
+    r"^(main_results|user_grouped|drop_list|efficiency|ground_truth_recovery|aukc_ranking|matched_budget|flags|failed_runs)\.(md|tex)$|"
     r"^(auc_vs_k|auc_vs_params|auc_vs_flops|time_split|cd_diagram|cd_diagram_wilcoxon|lightfmp_subset_ablation|"
     r"field_scores_[a-z0-9-]+|kendall_tau_[a-z0-9-]+)\.(png|pdf)$"
 )
@@ -119,7 +121,8 @@ def _write_report(loaded: LoadedResults, out_dir: Path, work: Path, figures: boo
                             n_ok=len(loaded.ok), n_failed=int((loaded.runs["status"] != "ok").sum()),
                             n_missing=int((fail["kind"] == "missing").sum()))
     drops = an.drop_list(main, loaded)
-    tables = [tb.main_results_table(main), an.drop_list_table(drops), tb.efficiency_table(eff),
+    tables = [tb.main_results_table(main), tb.user_grouped_table(sm.user_grouped_summary(loaded)),
+              an.drop_list_table(drops), tb.efficiency_table(eff),
               tb.recovery_table(sm.recovery_summary(loaded)),
               tb.aukc_table(aukc, grids, friedman_text), mb.matched_budget_table(mb.matched_budget_summary(loaded)),
               fl.flags_table(fl.flag_rows(loaded.ok, ("block", "seed"))),

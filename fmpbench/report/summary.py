@@ -187,6 +187,33 @@ def efficiency_summary(loaded: LoadedResults) -> pd.DataFrame:
     return _sorted(out, ["block", "k"])
 
 
+USER_GROUPED_COLUMNS = ["block", "k", "label", "n", "gauc_mean", "gauc_std", "ndcg10_mean", "ndcg10_std",
+                        "gauc_users", "gauc_users_skipped"]
+
+
+def user_grouped_summary(loaded: LoadedResults) -> pd.DataFrame:
+    """Per (block, k, label) of the blocks whose data has a user field: GAUC and NDCG@10 mean ± std over
+    seeds, and the test users GAUC averages over and skips (one class only), as means over seeds.
+
+    A block counts as having a user field when its records carry ``gauc_users`` (records of data
+    without one store None there); records written before the user-grouped metrics existed are left out.
+    """
+    ok = loaded.ok
+    ok = ok[ok["gauc_users"].notna()] if not ok.empty else ok
+    if ok.empty:
+        return pd.DataFrame(columns=USER_GROUPED_COLUMNS)
+    rows = []
+    for (block, k, label), g in ok.groupby(["block", "k", "label"], sort=True):
+        gauc_mean, gauc_std = stats.mean_std(g["test_gauc"])
+        ndcg_mean, ndcg_std = stats.mean_std(g["test_ndcg10"])
+        rows.append({
+            "block": block, "k": int(k), "label": label, "n": len(g),
+            "gauc_mean": gauc_mean, "gauc_std": gauc_std, "ndcg10_mean": ndcg_mean, "ndcg10_std": ndcg_std,
+            "gauc_users": float(g["gauc_users"].mean()), "gauc_users_skipped": float(g["gauc_users_skipped"].mean()),
+        })
+    return _sorted(pd.DataFrame(rows, columns=USER_GROUPED_COLUMNS), ["block", "k"])
+
+
 def _sorted(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     order = df["label"].map(label_sort_key)
     return (df.assign(_order=order).sort_values([*keys, "_order"], kind="stable")

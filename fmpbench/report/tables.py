@@ -183,6 +183,13 @@ def fmt_int(x: float) -> str:
     return f"{x:,.0f}" if _finite(x) else DASH
 
 
+def fmt_count(x: float) -> str:
+    """A count, or a mean of counts over seeds: one decimal only where it is not whole."""
+    if not _finite(x):
+        return DASH
+    return fmt_int(x) if float(x).is_integer() else f"{x:,.1f}"
+
+
 def fmt_seconds(x: float) -> str:
     if not _finite(x):
         return DASH
@@ -260,7 +267,8 @@ def main_results_table(main: pd.DataFrame) -> Table:
         f"≈: practically equivalent, |ΔAUC| < {EQUIVALENCE_THRESHOLD} (the BARS convention).",
         "ΔAUC [95% CI]: mean paired difference over seeds and its t interval (the effect size beside each "
         "p-value); when seeds draw their own splits it includes data-sampling variance. GAUC: "
-        "impression-weighted mean of per-user AUC where the data has a user field.",
+        "impression-weighted mean of per-user AUC where the data has a user field (with its spread, NDCG@10 "
+        "and the users skipped: `user_grouped.md`).",
         "vs best: ΔAUC to the method with the highest mean AUC in the (dataset, k) and the Holm-adjusted "
         f"paired t-test p; ↓ significantly worse (p < {ALPHA}); ≈ practically equivalent.",
     ]
@@ -301,6 +309,41 @@ def efficiency_table(eff: pd.DataFrame) -> Table:
         "appears on each k); retrain s: training on the kept fields to early stopping (for a native "
         "pipeline such as `lightfmp`, its own pruning and continued training); total s = search + retrain.",
     ]
+    return table
+
+
+def user_grouped_table(users: pd.DataFrame) -> Table:
+    """(1b) GAUC and NDCG@10 per dataset × method × k, for the datasets with a user field."""
+    table = Table(
+        name="user_grouped",
+        title="User-grouped test metrics: GAUC and NDCG@10 (mean ± std over seeds)",
+        columns=["dataset", "k", "method", "n", "GAUC", "NDCG@10", "users", "users skipped"],
+        align="lrlrllrr",
+        section_column=0,
+        group_column=1,
+    )
+    for _, group in users.groupby(["block", "k"], sort=True):
+        best_gauc = _best(group.set_index("label")["gauc_mean"], 4)
+        best_ndcg = _best(group.set_index("label")["ndcg10_mean"], 4)
+        for row in group.itertuples():
+            table.rows.append([
+                Cell(row.block), Cell(str(row.k)), Cell(row.label), Cell(str(row.n)),
+                Cell(fmt_pm(row.gauc_mean, row.gauc_std), bold=row.label in best_gauc),
+                Cell(fmt_pm(row.ndcg10_mean, row.ndcg10_std), bold=row.label in best_ndcg),
+                Cell(fmt_count(row.gauc_users)), Cell(fmt_count(row.gauc_users_skipped)),
+            ])
+    table.notes = [
+        "Only datasets whose records carry a user field (MovieLens, Amazon, a custom dataset that declares "
+        "one). Test predictions grouped by user. GAUC: per-user AUC averaged with each user's impression "
+        "count as weight; NDCG@10: mean over users with at least one click of NDCG@10 of their "
+        "impressions ranked by predicted probability (gains = labels). Bold: best mean within each "
+        "(dataset, k), at the precision shown.",
+        "users: test users GAUC averages over; users skipped: test users with only clicks or only "
+        "non-clicks, which have no AUC (means over seeds: each seed draws its own split). NDCG@10 also "
+        "skips the users without a click, a subset of those.",
+    ]
+    if users.empty:
+        table.notes.insert(0, "No successful run on data with a user field was found.")
     return table
 
 
