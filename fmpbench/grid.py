@@ -13,8 +13,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
+from multiprocessing.managers import SyncManager
 from pathlib import Path
 from typing import Any
 
@@ -164,10 +165,43 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, name="fmpbench-parent-watch", daemon=True).start()
 
 
-def _init_worker(threads: int) -> None:
+def worker_devices(device: str, jobs: int, gpus: int) -> list[str]:
+    """The device of each of ``jobs`` processes, this one first: a plain ``cuda`` puts them round-robin on
+    the ``gpus`` visible GPUs (``cuda:0``, ``cuda:1``, ...); any other device (``cpu``, ``cuda:N``) is
+    every process's. A run's device is not part of its identity, so the records are the same runs."""
+    if device != "cuda" or gpus < 1:
+        return [device] * jobs
+    return [f"cuda:{i % gpus}" for i in range(jobs)]
+
+
+def on_device(config: ExperimentConfig, device: str) -> ExperimentConfig:
+    """``config`` training on ``device`` instead of its own."""
+    if device == config.train_config.device:
+        return config
+    return replace(config, train_config=replace(config.train_config, device=device))
+
+
+#: the device this worker process was given (:func:`worker_devices`); None in the driver
+_WORKER_DEVICE: str | None = None
+
+
+def _init_worker(threads: int, devices: Any = None) -> None:
+    """Set up a worker: dies with its parent, ``threads`` torch threads, and its own device taken from
+    the ``devices`` queue when one is given (one entry per worker)."""
+    global _WORKER_DEVICE
     _die_with_parent()
     torch.set_num_threads(threads)
     logging.getLogger("fmpbench").setLevel(logging.ERROR)  # the driver has said which data and plug-ins
+    if devices is not None:
+        _WORKER_DEVICE = devices.get()
+
+
+def _ledger_manager() -> SyncManager:
+    """A started manager process for the ``--jobs`` workers' retrain ledger, ended with this process
+    (even by ``kill -9``) like the workers."""
+    manager = SyncManager(ctx=multiprocessing.get_context("spawn"))
+    manager.start(_die_with_parent)
+    return manager
 
 
 def _worker_run(
@@ -180,6 +214,8 @@ def _worker_run(
     """
     if isinstance(data, DataRef):
         data = _cached_data(data)
+    if _WORKER_DEVICE is not None:
+        config = on_device(config, _WORKER_DEVICE)
     return list(iter_task_outputs(task, config, data, skip, ledger))
 
 
@@ -307,7 +343,7 @@ def run_grid(
                 if claim(task):
                     write(iter_task_outputs(task, config, data_for(data, task.seed), finished, ledger))
         else:
-            with multiprocessing.get_context("spawn").Manager() as manager:
+            with _ledger_manager() as manager:
                 ledger = RetrainLedger(manager.dict(known))
                 _LocalPool(pending, config, finished, jobs, write, claim, ledger).run(data)
         for held in [output for outputs in waiting.values() for output in outputs]:  # a source that never came
@@ -347,14 +383,20 @@ class _LocalPool:
         self.queue = deque(tasks)
         self.ledger = ledger  # shared with the workers (a manager's dict)
         self.claim = claim  # a task is taken only once its runs are claimed (RunClaims)
-        self.config, self.finished, self.workers, self.write = config, finished, jobs - 1, write
+        gpus = torch.cuda.device_count() if config.train_config.device == "cuda" else 0
+        self.devices = worker_devices(config.train_config.device, jobs, gpus)
+        self.config = on_device(config, self.devices[0])  # this process's; each worker takes its own
+        self.finished, self.workers, self.write = finished, jobs - 1, write
         self.threads = threads_per_worker(jobs)
         self.lock = threading.Lock()
         self.stopped = False
         self.error: BaseException | None = None
         context = multiprocessing.get_context("spawn")
+        self.device_queue = context.Queue()  # each worker takes one entry as it starts
+        for device in self.devices[1:]:
+            self.device_queue.put(device)
         self.pool = ProcessPoolExecutor(
-            self.workers, mp_context=context, initializer=_init_worker, initargs=(self.threads,)
+            self.workers, mp_context=context, initializer=_init_worker, initargs=(self.threads, self.device_queue)
         )
 
     def run(self, data: SeedData) -> None:

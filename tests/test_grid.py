@@ -12,11 +12,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from fmpbench.data import get_dataset
-from fmpbench.grid import GridError, Task, build_tasks, check_k_spec, expected_cost, resolve_ks, run_grid
-from fmpbench.protocol import ExperimentConfig
+from fmpbench.grid import (
+    GridError,
+    Task,
+    _LocalPool,
+    build_tasks,
+    check_k_spec,
+    expected_cost,
+    on_device,
+    resolve_ks,
+    run_grid,
+    worker_devices,
+)
+from fmpbench.protocol import ExperimentConfig, RetrainLedger, task_rows
 from fmpbench.results import VOLATILE_FIELDS, read_record
+from fmpbench.selectors.gbdt import xgboost_device
 from fmpbench.training import TrainConfig
 
 CONFIG = ExperimentConfig(
@@ -197,3 +210,30 @@ def test_ray_gives_the_same_records_and_resumes_only_the_missing_runs(local_grid
     _same(_records(tmp_path / "full"), _records(local_grid))
     missing = _delete_some(local_grid, tmp_path / "partial")
     _check_resume(local_grid, tmp_path / "partial", missing, executor="ray")
+
+
+# ---------------------------------------------------------------- devices
+
+
+def test_cuda_workers_go_round_robin_over_the_visible_gpus(monkeypatch):
+    assert worker_devices("cuda", 5, 2) == ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]
+    assert worker_devices("cuda", 2, 0) == ["cuda", "cuda"]
+    assert worker_devices("cuda:1", 3, 4) == ["cuda:1"] * 3  # a device named by the user is everyone's
+    assert worker_devices("cpu", 2, 4) == ["cpu", "cpu"]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    config = on_device(CONFIG, "cuda")
+    pool = _LocalPool([], config, frozenset(), 4, print, lambda task: True, RetrainLedger())
+    try:
+        assert pool.devices == ["cuda:0", "cuda:1", "cuda:2", "cuda:0"]
+        assert pool.config.train_config.device == "cuda:0"  # this process's
+        assert [pool.device_queue.get(timeout=10) for _ in range(3)] == ["cuda:1", "cuda:2", "cuda:0"]
+    finally:
+        pool.pool.shutdown()
+
+
+def test_a_runs_device_is_not_its_identity_and_xgboost_follows_it():
+    data = get_dataset("synthetic", n_rows=500)
+    task = Task("gbdt", 0, (3,))
+    assert task_rows(task, on_device(CONFIG, "cuda:1"), data) == task_rows(task, CONFIG, data)
+    assert xgboost_device(torch.device("cuda:1")) == "cuda:1" and xgboost_device(torch.device("cuda")) == "cuda:0"
+    assert xgboost_device(torch.device("cpu")) == "cpu"

@@ -5,12 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 import xgboost as xgb
 
 from fmpbench.data.prepared import PreparedData
 from fmpbench.selectors.base import SearchContext, Selector
 from fmpbench.selectors.encoding import subsample, thread_budget
 from fmpbench.selectors.registry import register
+
+
+def xgboost_device(device: torch.device) -> str:
+    """XGBoost's device for a run on ``device``: the run's GPU (``cuda:N``) when it trains on one, else the CPU."""
+    return f"cuda:{device.index or 0}" if device.type == "cuda" else "cpu"
 
 
 @register
@@ -63,7 +69,8 @@ class GBDTSelector(Selector):
     def fit(self, data: PreparedData, context: SearchContext | None = None) -> GBDTSelector:
         if not self.max_depths:
             raise ValueError("gbdt: max_depths must name at least one depth")
-        seed = (context or SearchContext()).seed
+        context = context or SearchContext()
+        seed = context.seed
         threads = self.n_jobs or thread_budget()
         X, y = subsample(data.train, self.max_rows, seed)
         Xv, yv = subsample(data.valid, self.max_rows, seed + 1)
@@ -88,6 +95,7 @@ class GBDTSelector(Selector):
                 "colsample_bytree": self.colsample_bytree,
                 "seed": seed,
                 "nthread": threads,
+                "device": xgboost_device(context.device),
             }
             booster = xgb.train(
                 params, train, self.max_rounds, evals=[(valid, "valid")],
