@@ -5,26 +5,22 @@ from __future__ import annotations
 import gzip
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fmpbench.data import DataError, prepare
+from fmpbench.data import DATASETS, DEFAULT_MIN_COUNT, REAL_DATASETS, DataError, prepare, readers
+from fmpbench.data.amazon import AmazonReader, log_bucket, price_bucket
+from fmpbench.data.avazu import parse_avazu_hour
+from fmpbench.data.criteo import CriteoReader
 from fmpbench.data.fixtures import amazon_lines, avazu_lines, criteo_lines, write_lines, write_movielens
-from fmpbench.data.readers import (
-    BUCKET_OFFSET,
-    MISSING_CODE,
-    AmazonReader,
-    CriteoReader,
-    MovieLensReader,
-    bucket_int_codes,
-    int_token_repr,
-    key_repr,
-    log_bucket,
-    pack_keys,
-    parse_avazu_hour,
-    price_bucket,
-)
+from fmpbench.data.movielens import MovieLensReader
+from fmpbench.data.readers import BUCKET_OFFSET, MISSING_CODE, bucket_int_codes, int_token_repr, key_repr, pack_keys
+from fmpbench.data.registry import SPECS, make_reader
+from fmpbench.data.synthetic import make_standin
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _one_line(exc: pytest.ExceptionInfo) -> str:
@@ -282,3 +278,38 @@ def test_amazon_errors(tmp_path):
     (tmp_path / "d_5.json").write_bytes(b'{"overall": 5.0, "reviewerID": "\xff"}\n')
     with pytest.raises(DataError, match=r"d_5.json line 1: not valid utf-8"):
         prepare("amazon", tmp_path / "d_5.json", tmp_path / "dd")
+
+
+# ---------------------------------------------------------------- the registry of dataset specs
+
+
+def test_every_list_of_datasets_is_derived_from_the_spec_modules():
+    assert REAL_DATASETS == tuple(SPECS) == ("criteo", "avazu", "movielens", "movielens100k", "amazon")
+    assert DATASETS == (*REAL_DATASETS, "synthetic")
+    assert DEFAULT_MIN_COUNT == {name: spec.min_count for name, spec in SPECS.items()}
+    assert DEFAULT_MIN_COUNT["criteo"] == 10  # BARS' criteo_x4
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_each_spec_has_its_card_and_a_standin_with_its_label_rate(name):
+    spec = SPECS[name]
+    assert (REPO / spec.card).is_file(), spec.card
+    standin = make_standin(name, n_rows=4000, seed=0)
+    assert standin.field_names == [f.name for f in spec.standin_fields()]
+    assert abs(float(np.mean(standin.train.y)) - spec.standin_label_rate) < 0.05
+
+
+def test_spec_options_reach_only_the_readers_that_take_them(tmp_path):
+    path = write_lines(tmp_path / "reviews.json", amazon_lines(40, seed=0))
+    assert make_reader("amazon", path, style_min_share=0.3).params() == {"style_min_share": 0.3,
+                                                                         "drop_duplicates": True}
+    criteo = make_reader("criteo", write_lines(tmp_path / "train.txt", criteo_lines(20)), style_min_share=0.3)
+    assert criteo.params() == {}
+    with pytest.raises(ValueError, match="no built-in dataset 'mine'; choose from: criteo, avazu"):
+        make_reader("mine", path)
+
+
+def test_names_that_moved_to_the_dataset_modules_are_still_importable_from_readers():
+    assert readers.CriteoReader is CriteoReader and readers.AVAZU_FIELDS[0] == "hour_of_day"
+    with pytest.raises(AttributeError):
+        readers.NoSuchName  # noqa: B018 - the attribute access is the test

@@ -2,8 +2,9 @@
 
 Public API::
 
-    DATASETS                      # ("criteo", "avazu", "movielens", "amazon", "synthetic")
+    DATASETS                      # the built-in datasets (fmpbench.data.registry) and "synthetic"
     prepare(name, raw, data_dir, *, min_count=None, split="random", split_seed=2024, ...)
+    prepare_tabular(name, train, data_dir, *, valid=None, test=None, label=None, schema=None, ...)
     load_prepared(name, data_dir, *, mmap=False) -> PreparedData | None
     get_dataset(name, data_dir=None, *, seed=0, n_rows=None, mmap=False) -> PreparedData
     make_synthetic(...), make_standin(name, ...)
@@ -30,9 +31,10 @@ from fmpbench.data.prepared import OOV_ID, GroundTruth, PreparedData, Split
 from fmpbench.data.preprocess import DEFAULT_CHUNK_ROWS
 from fmpbench.data.preprocess import run as _run
 from fmpbench.data.rawio import sha256_file
-from fmpbench.data.readers import RawReader, make_reader
+from fmpbench.data.readers import RawReader
+from fmpbench.data.registry import DATASETS, DEFAULT_MIN_COUNT, REAL_DATASETS, SPECS, STANDIN_NAMES, make_reader
 from fmpbench.data.splits import SPLIT_SCHEMES
-from fmpbench.data.synthetic import STANDIN_NAMES, make_standin, make_synthetic
+from fmpbench.data.synthetic import make_standin, make_synthetic
 from fmpbench.data.tabular import (
     KIND,
     SchemaError,
@@ -42,11 +44,15 @@ from fmpbench.data.tabular import (
     load_schema,
     schema_from_dict,
 )
+from fmpbench.data.tabular import (
+    MIN_COUNT as TABULAR_MIN_COUNT,
+)
 
 __all__ = [
     "DATASETS",
     "DEFAULT_MIN_COUNT",
     "OOV_ID",
+    "REAL_DATASETS",
     "DataError",
     "GroundTruth",
     "PreparedData",
@@ -61,15 +67,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("fmpbench.data")
-
-DATASETS: tuple[str, ...] = ("criteo", "avazu", "movielens", "movielens100k", "amazon", "synthetic")
-REAL_DATASETS: tuple[str, ...] = ("criteo", "avazu", "movielens", "movielens100k", "amazon")
-
-# Values seen fewer times than this in train map to OOV (0). Criteo follows BARS' criteo_x4 (10);
-# the others keep every value seen at least twice (BARS' avazu_x4 uses 2), so a singleton, which
-# would get an embedding trained on one row, shares the OOV embedding instead.
-DEFAULT_MIN_COUNT: dict[str, int] = {"criteo": 10, "avazu": 2, "movielens": 2, "movielens100k": 2, "amazon": 2}
-TABULAR_MIN_COUNT = 2
 
 PREP_FORMAT_VERSION = 1
 _RAW_SUMS = "raw_checksums.json"
@@ -336,9 +333,7 @@ def reprepare(meta: dict[str, Any], data_dir: str | Path, **overrides: Any) -> P
         kw.update(overrides)
         return prepare_tabular(meta["name"], files["train"], data_dir, valid=files.get("valid"),
                                test=files.get("test"), label=params["label"], schema=schema, **kw)
-    for amazon_only in ("style_min_share", "drop_duplicates"):
-        if amazon_only in params:
-            kw[amazon_only] = params[amazon_only]
+    kw.update({option: params[option] for option in SPECS[meta["name"]].options if option in params})
     kw.update(overrides)
     return prepare(meta["name"], [Path(p) for p in raw] if len(raw) > 1 else Path(raw[0]), data_dir, **kw)
 

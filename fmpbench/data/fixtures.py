@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmpbench.data.readers import AVAZU_COLUMNS
+from fmpbench.data.avazu import AVAZU_COLUMNS
 
 
 def write_lines(path: Path, lines: list[str], *, gz: bool = False, encoding: str = "utf-8") -> Path:

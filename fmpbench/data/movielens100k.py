@@ -1,6 +1,6 @@
 """MovieLens-100K (``u.data``, ``u.user``, ``u.item``, ``u.genre``): the only complete real dataset here.
 
-The fields are MovieLens-1M's (:data:`fmpbench.data.readers.MOVIELENS_FIELDS`), so the two are read
+The fields are MovieLens-1M's (:data:`fmpbench.data.movielens.MOVIELENS_FIELDS`), so the two are read
 the same way and share a stand-in schema: ``age`` is mapped onto ML-1M's seven age groups (1, 18, 25,
 35, 45, 50, 56), ``genres`` is the pipe-joined names of the movie's genre flags (one categorical value),
 ``year`` comes from the title's ``(YYYY)`` or else the release date, ``hour`` and ``weekday`` (Mon=0)
@@ -16,9 +16,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from fmpbench.data import movielens
 from fmpbench.data.errors import DataError
+from fmpbench.data.movielens import COUNT_RE, YEAR_RE
 from fmpbench.data.rawio import check_file, iter_lines
-from fmpbench.data.readers import _COUNT_RE, _YEAR_RE, Batch, Column, RawReader
+from fmpbench.data.readers import Batch, Column, RawReader, single_raw
+from fmpbench.data.spec import DatasetSpec
 
 #: ML-1M's age groups: the lower bound of each group is its code.
 AGE_GROUPS = (1, 18, 25, 35, 45, 50, 56)
@@ -62,7 +65,7 @@ class MovieLens100KReader(RawReader):
             if not line:
                 continue
             parts = line.split(sep)
-            if len(parts) != n_cols or not _COUNT_RE.match(parts[0]):
+            if len(parts) != n_cols or not COUNT_RE.match(parts[0]):
                 raise DataError(f"movielens100k {path.name} line {i}: expected {n_cols} '{sep}'-separated columns "
                                 f"starting with an integer id, got {line[:60]!r}")
             yield i, parts
@@ -72,19 +75,19 @@ class MovieLens100KReader(RawReader):
         for i, line in iter_lines(self.genres_path, "latin-1"):
             if line:
                 name, _, index = line.rpartition("|")
-                if not _COUNT_RE.match(index):
+                if not COUNT_RE.match(index):
                     raise DataError(f"movielens100k {self.genres_path.name} line {i}: bad genre line {line!r}")
                 names[int(index)] = name
         users = {}
         for i, (uid, age, gender, occupation, zip_code) in self._split_lines(self.users_path, "|", 5):
-            if not _COUNT_RE.match(age):
+            if not COUNT_RE.match(age):
                 raise DataError(f"movielens100k {self.users_path.name} line {i}: age is not an integer: {age!r}")
             users[int(uid)] = (gender, str(age_group(int(age))), occupation, zip_code)
         items = {}
         for _, parts in self._split_lines(self.items_path, "|", 5 + len(names)):
             flags = parts[5:]
             genres = "|".join(names[j] for j, flag in enumerate(flags) if flag == "1")
-            year = _YEAR_RE.search(parts[1]) or _DATE_YEAR_RE.search(parts[2])
+            year = YEAR_RE.search(parts[1]) or _DATE_YEAR_RE.search(parts[2])
             items[int(parts[0])] = (genres, year.group(1) if year else "")
         return users, items
 
@@ -118,7 +121,7 @@ class MovieLens100KReader(RawReader):
         if len(parts) != 4:
             return f"expected 4 tab-separated columns, got {len(parts)}"
         for name, text in zip(("user id", "item id", "rating", "timestamp"), parts, strict=True):
-            if not _COUNT_RE.match(text):
+            if not COUNT_RE.match(text):
                 return f"{name} is not an integer: {text!r}"
         uid, mid, rating = int(parts[0]), int(parts[1]), int(parts[2])
         if not 1 <= rating <= 5:
@@ -148,3 +151,17 @@ class MovieLens100KReader(RawReader):
             "weekday": (ts // 86400 + 3) % 7,  # 1970-01-01 was a Thursday; Mon=0
         }
         return Batch((rating > 3).astype(np.float32), cols)
+
+
+def make_reader(raw: str | Path | list, skip_bad_rows: bool = False) -> MovieLens100KReader:
+    return MovieLens100KReader(single_raw(raw, "movielens100k"), skip_bad_rows)
+
+
+SPEC = DatasetSpec(
+    name="movielens100k",
+    reader=make_reader,
+    min_count=2,
+    standin_fields=movielens.standin_fields,  # the same fields as ML-1M
+    standin_label_rate=0.55,
+    card=Path("datasets/movielens100k.md"),
+)

@@ -6,7 +6,8 @@ generators share one engine:
 * ``make_synthetic``: a dataset whose label model is known field by field (strong, weak,
   interaction-only, redundant copy, high-cardinality noise, pure noise), so a method's selection can
   be scored for precision and recall.
-* ``make_standin(name)``: a dataset with the field names a real loader produces for ``name``,
+* ``make_standin(name)``: a dataset with the field names a real loader produces for ``name`` (the
+  schema is ``standin_fields`` in the dataset's own module, e.g. ``fmpbench.data.criteo``),
   scaled-down but realistic cardinalities, the real label rate and planted signal on a documented
   subset of fields. ``data_source`` says ``standin:<name>`` so results are never confused with real
   ones.
@@ -29,12 +30,16 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fmpbench.data.prepared import GroundTruth, PreparedData, Split
 from fmpbench.data.splits import SPLIT_NAMES, random_split, sequential_split
 from fmpbench.data.vocab import encode_dense_columns
+
+if TYPE_CHECKING:
+    from fmpbench.data.spec import DatasetSpec
 
 GENERATOR_VERSION = 2
 
@@ -96,141 +101,17 @@ _SYNTHETIC_FIELDS: tuple[FieldSpec, ...] = (
 )
 
 
-def _criteo_schema() -> tuple[FieldSpec, ...]:
-    # Bucketed integer fields keep their real (small) cardinalities; categorical ones are scaled down
-    # from the full Kaggle counts (e.g. C3: 10.1M -> 20k) so a 50k-row stand-in stays quick.
-    ints = [50, 100, 60, 40, 200, 100, 80, 50, 100, 5, 40, 40, 60]
-    cats = [
-        300,
-        250,
-        20000,
-        10000,
-        150,
-        24,
-        2000,
-        300,
-        3,
-        5000,
-        1500,
-        18000,
-        1000,
-        27,
-        2500,
-        15000,
-        10,
-        1500,
-        800,
-        4,
-        16000,
-        18,
-        15,
-        6000,
-        105,
-        5000,
-    ]
-    roles = {
-        "I7": "strong",
-        "C14": "strong",
-        "C17": "strong",
-        "I1": "weak",
-        "I3": "weak",
-        "I11": "weak",
-        "C6": "weak",
-        "C2": "weak",
-        "C20": "interaction",
-        "C22": "interaction",
-    }
-    out = [FieldSpec(f"I{i + 1}", c, roles.get(f"I{i + 1}", "noise"), 1.0) for i, c in enumerate(ints)]
-    for i, c in enumerate(cats):
-        name = f"C{i + 1}"
-        role = roles.get(name, "high_card_noise" if c >= 5000 else "noise")
-        out.append(FieldSpec(name, c, role, 1.05 if c >= 1000 else 1.0))
-    return tuple(out)
-
-
-def _avazu_schema() -> tuple[FieldSpec, ...]:
-    return (
-        FieldSpec("hour_of_day", 24, "weak", 0.3),
-        FieldSpec("weekday", 7, "noise", 0.2),
-        FieldSpec("C1", 7, "weak", 1.5),
-        FieldSpec("banner_pos", 7, "strong", 1.5),
-        FieldSpec("site_id", 1500, "strong", 1.1),
-        FieldSpec("site_domain", 750, "redundant", source="site_id", coarsen=2),
-        FieldSpec("site_category", 26, "strong", 1.2),
-        FieldSpec("app_id", 2000, "weak", 1.2),
-        FieldSpec("app_domain", 500, "redundant", source="app_id", coarsen=4),
-        FieldSpec("app_category", 36, "noise", 1.2),
-        FieldSpec("device_id", 15000, "high_card_noise", 1.2),
-        FieldSpec("device_ip", 20000, "high_card_noise", 1.05),
-        FieldSpec("device_model", 2500, "high_card_noise", 1.05),
-        FieldSpec("device_type", 5, "noise", 1.5),
-        FieldSpec("device_conn_type", 4, "interaction"),
-        FieldSpec("C14", 800, "noise", 1.05),
-        FieldSpec("C15", 8, "weak", 1.5),
-        FieldSpec("C16", 9, "noise", 1.5),
-        FieldSpec("C17", 400, "noise", 1.05),
-        FieldSpec("C18", 4, "interaction"),
-        FieldSpec("C19", 68, "noise", 1.0),
-        FieldSpec("C20", 172, "noise", 1.0),
-        FieldSpec("C21", 60, "noise", 1.0),
-    )
-
-
-def _movielens_schema() -> tuple[FieldSpec, ...]:
-    return (
-        FieldSpec("user_id", 3000, "strong", 0.6),
-        FieldSpec("movie_id", 2000, "strong", 0.9),
-        FieldSpec("gender", 2, "weak", 0.5),
-        FieldSpec("age", 7, "weak", 0.6),
-        FieldSpec("occupation", 21, "noise", 0.6),
-        FieldSpec("zip", 1500, "high_card_noise", 0.6),
-        FieldSpec("genres", 300, "weak", 1.0),
-        FieldSpec("year", 81, "noise", 0.8),
-        FieldSpec("hour", 24, "noise", 0.3),
-        FieldSpec("weekday", 7, "noise", 0.2),
-    )
-
-
-def _amazon_schema() -> tuple[FieldSpec, ...]:
-    # Field names as the loader produces them for AMAZON_FASHION_5 (style keys present in >= 5 % of
-    # rows: Color, Size, in sorted order); no meta fields, since the stand-in mimics the reviews-only preparation.
-    return (
-        FieldSpec("user", 3000, "strong", 0.7),
-        FieldSpec("item", 1000, "strong", 1.0),
-        FieldSpec("verified", 2, "weak", 1.5),
-        FieldSpec("vote", 12, "weak", 2.0),
-        FieldSpec("style_Color", 300, "noise", 1.0),
-        FieldSpec("style_Size", 40, "weak", 1.0),
-        FieldSpec("year", 20, "noise", 0.8),
-        FieldSpec("month", 12, "noise", 0.2),
-        FieldSpec("weekday", 7, "noise", 0.2),
-    )
-
-
-STANDIN_LABEL_RATES: dict[str, float] = {
-    "criteo": 0.25,
-    "avazu": 0.17,
-    "movielens": 0.57,
-    "movielens100k": 0.55,
-    "amazon": 0.80,
-}
-
-_STANDIN_SCHEMAS = {
-    "criteo": _criteo_schema,
-    "avazu": _avazu_schema,
-    "movielens": _movielens_schema,
-    "movielens100k": _movielens_schema,  # the same fields as ML-1M (fmpbench.data.movielens100k)
-    "amazon": _amazon_schema,
-}
-
-STANDIN_NAMES: tuple[str, ...] = tuple(_STANDIN_SCHEMAS)
-
-
 def standin_schema(name: str) -> tuple[FieldSpec, ...]:
-    """The field specs of a stand-in (documented roles: the planted signal)."""
-    if name not in _STANDIN_SCHEMAS:
-        raise ValueError(f"no stand-in for dataset {name!r}; choose from: {', '.join(STANDIN_NAMES)}")
-    return _STANDIN_SCHEMAS[name]()
+    """The field specs of a stand-in (documented roles: the planted signal), from the dataset's spec module."""
+    return _standin_spec(name).standin_fields()
+
+
+def _standin_spec(name: str) -> DatasetSpec:
+    from fmpbench.data.registry import SPECS  # the spec modules import FieldSpec from here
+
+    if name not in SPECS:
+        raise ValueError(f"no stand-in for dataset {name!r}; choose from: {', '.join(SPECS)}")
+    return SPECS[name]
 
 
 # --------------------------------------------------------------------------------------------
@@ -429,14 +310,14 @@ def make_standin(
     Same field names as the real loader, scaled cardinalities, the real label rate, and planted
     signal whose roles are in ``truth``. ``data_source`` is ``standin:<name>``.
     """
-    specs = standin_schema(name)
+    spec = _standin_spec(name)
     return _generate(
         name=name,
         data_source=f"standin:{name}",
-        specs=specs,
+        specs=spec.standin_fields(),
         n_rows=n_rows,
         seed=seed,
-        label_rate=STANDIN_LABEL_RATES[name],
+        label_rate=spec.standin_label_rate,
         min_count=min_count,
         split=split,
         split_seed=split_seed,

@@ -47,6 +47,8 @@ except ModuleNotFoundError:  # Python 3.10
 KIND = "tabular"
 ROLES = ("train", "valid", "test")
 DEFAULT_NUMERIC_BUCKETS = 10
+#: ``min_count`` default: as for every built-in dataset but Criteo
+MIN_COUNT = 2
 #: numeric values kept per field to place the quantile cuts: bounded memory on any file size
 QUANTILE_SAMPLE = 1 << 21
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
