@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +84,17 @@ def test_the_cli_and_the_study_take_search_rows(tmp_path, capsys):
     for folder in (tmp_path / "run", tmp_path / "study"):
         (record,) = iter_records(Path(folder))
         assert record["search_rows"] == 300 and record["search_train_rows"] == 300
+
+
+def test_the_committed_study_run_ids_are_unchanged(tiny_synthetic):
+    """Without --search-rows a run's identity is what it was: `study` still resumes the committed records."""
+    study = Path(__file__).resolve().parents[1] / "results" / "study"
+    committed = [json.loads(path.read_text()) for path in sorted(study.glob("*.json"))]
+    picked = [r for r in committed if r["dataset"] == "synthetic" and r["selector"] in ("lasso", "none")]
+    if not picked:
+        pytest.skip("no committed synthetic lasso/none records")
+    for record in picked:
+        data = replace(tiny_synthetic, fingerprint=record["data_fingerprint"])
+        config = ExperimentConfig(dataset="synthetic", n_rows=20_000, method_params={})
+        rows = task_rows(Task(record["selector"], record["seed"], (record["k"],)), config, data)
+        assert record["run_id"] in {row.run_id for row in rows}, record["run_id"]
