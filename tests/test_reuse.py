@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from pathlib import Path
@@ -113,3 +114,12 @@ def test_ray_workers_share_one_ledger(tmp_path):
     trained = [r for r in records if not r.get("reused_from")]
     assert len(trained) == 1
     _check_reused([r for r in records if r.get("reused_from")], trained[0], tmp_path)
+
+
+def test_retrains_trained_twice_at_once_are_counted(tmp_path, monkeypatch, trainings):
+    """Claims of another host cannot be waited on: both train, and the grid says so."""
+    monkeypatch.setattr(RetrainLedger, "acquire", lambda self, key: None)
+    stream = io.StringIO()
+    run_grid(build_tasks(["none", "random", "lasso"], [0], ALL), CONFIG, DATA, tmp_path, stream=stream)
+    assert len(trainings) == 3
+    assert "2 retrains were trained twice, by workers on different hosts at once" in stream.getvalue()
