@@ -13,7 +13,7 @@ import pytest
 from fmpbench.data import DataError, load_prepared, prepare
 from fmpbench.data import preprocess as pp
 from fmpbench.data.fixtures import criteo_lines, write_lines, write_movielens
-from fmpbench.data.splits import random_split, sequential_split
+from fmpbench.data.splits import random_split, sequential_split, splitmix64
 
 
 def _criteo_with_c1(tmp_path, c1_values, name="train.txt"):
@@ -38,6 +38,19 @@ def test_random_split_is_811_deterministic_and_chunk_independent():
     for n in (1, 9, 11, 1234):  # any length: each split within one row of 8:1:1
         c = np.bincount(random_split(0, n, 5), minlength=3)
         assert abs(c[1] - n / 10) <= 1 and abs(c[2] - n / 10) <= 1
+
+
+def test_random_split_sends_each_blocks_two_smallest_hashes_to_valid_and_test():
+    """The documented rule, restated by ranking each block of 10 with a sort."""
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        start, n, seed = int(rng.integers(0, 10**12)), int(rng.integers(1, 3000)), int(rng.integers(0, 2**63))
+        b0 = start // 10
+        slots = np.arange(b0 * 10, (b0 + (start + n - 1) // 10 - b0 + 1) * 10, dtype=np.uint64)
+        keys = splitmix64(slots ^ splitmix64(np.array([seed], dtype=np.uint64))[0]).reshape(-1, 10)
+        ranks = np.argsort(np.argsort(keys, axis=1), axis=1).reshape(-1)[start - b0 * 10 :][:n]
+        expected = np.where(ranks == 0, 1, np.where(ranks == 1, 2, 0))
+        np.testing.assert_array_equal(random_split(start, n, seed), expected)
 
 
 def test_sequential_split_is_721_in_order():
@@ -204,6 +217,26 @@ def test_interrupted_prepare_leaves_nothing(tmp_path, monkeypatch):
     root = tmp_path / "dd" / "criteo"
     assert not [p for p in root.iterdir() if p.is_dir()]
     assert load_prepared("criteo", tmp_path / "dd") is None
+
+
+@pytest.mark.parametrize("where", ["factorize", "write"])
+def test_a_failure_behind_the_main_thread_stops_prepare_and_leaves_nothing(tmp_path, monkeypatch, where):
+    """Chunks are factorised and written one step behind the main thread: their errors still surface."""
+    path = write_lines(tmp_path / "train.txt", criteo_lines(500, seed=8))
+    calls = []
+    target = pp if where == "factorize" else pp.NpyWriter
+    original = getattr(target, where)
+
+    def fails_on_the_third_chunk(*args):
+        calls.append(1)
+        if len(calls) > 2 * (39 if where == "factorize" else 2):
+            raise ValueError("boom")
+        return original(*args)
+
+    monkeypatch.setattr(target, where, fails_on_the_third_chunk)
+    with pytest.raises(ValueError, match="boom"):
+        prepare("criteo", path, tmp_path / "dd", chunk_rows=100)
+    assert not [p for p in (tmp_path / "dd" / "criteo").iterdir() if p.is_dir()]
 
 
 def test_stale_build_dirs_are_cleaned(tmp_path):

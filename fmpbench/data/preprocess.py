@@ -19,9 +19,8 @@ Memory follows the vocabulary, not the row count; the raw text is parsed once.
 Fields are processed in a thread pool (one task per field and chunk: the pyarrow and numpy kernels
 release the GIL), and each chunk's work runs one step behind the main thread (``_OneAhead``): pass 1
 factorises and counts a chunk while the reader parses the next, pass 2 writes and hashes a chunk
-while the next is encoded. On 1 M Criteo rows (2 cores) that, chunks of 100 K rows instead of
-250 K and pandas imported only when needed took ``prepare`` from 6.8 s and 570 MB to 5.5 s and
-425 MB as a whole process (``benchmarks/prepare_throughput.py``).
+while the next is encoded. ``benchmarks/prepare_throughput.py`` times it against a polars script
+doing the same work.
 """
 
 from __future__ import annotations
@@ -34,19 +33,19 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from fmpbench.data.readers import Batch, Column, RawReader, chunks_of, int_token_repr, key_repr, to_numpy
 from fmpbench.data.splits import SPLIT_NAMES, TRAIN, random_split, sequential_bounds, split_at
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-DEFAULT_CHUNK_ROWS = 100_000
+#: Chunks of 50 K rows took the same CPU time as 250 K on 1 M Criteo rows and 210 MB less peak memory
+#: (fewer fresh pages per chunk, and two chunks are alive at a time, one of them behind the parsing).
+DEFAULT_CHUNK_ROWS = 50_000
 #: one field of one chunk: ``tokens == uniques[codes]``
 Factorised = tuple[np.ndarray, pa.Array]
 
@@ -176,8 +175,7 @@ class Encoder:
 
     pyarrow's ``index_in`` rebuilds its hash table from the vocabulary on every call: cheap for
     integer keys, and for strings the fastest option up to ~1M values; beyond that a pandas index
-    (built once) is probed with each chunk's distinct values only. pandas is imported only then:
-    it costs ``prepare`` half a second of start-up and 40 MB, and Criteo and Avazu never need it.
+    (built once) is probed with each chunk's distinct values only.
     """
 
     HASH_ONCE_ABOVE = 1_000_000
@@ -188,8 +186,6 @@ class Encoder:
         self.is_int = pa.types.is_integer(v.type)
         self.index: pd.Index | None = None
         if not self.is_int and len(v) > self.HASH_ONCE_ABOVE:
-            import pandas as pd
-
             self.index = pd.Index(v.to_numpy(zero_copy_only=False), dtype=object)
 
     def encode(self, col: Column) -> np.ndarray:
