@@ -190,6 +190,7 @@ VOLATILE_FIELDS = frozenset(
         "seconds_per_epoch",
         "inference_ms_per_1000",
         "peak_memory_mb",
+        "reused_from",  # which of two rows with one retrain trains it depends on the executor's order
     }
 )
 TRACKED_PACKAGES = ("fmpbench", "torch", "numpy", "pandas", "scipy", "scikit-learn", "xgboost")

@@ -46,7 +46,7 @@ COLUMNS = (
     "file", "run_id", "status", "error", "dataset", "data_source", "method", "selector", "native_pipeline", "params",
     "k", "num_fields", "seed", "field_names", "field_scores", "selected_fields", "has_predictions", "created_at",
     "setup", "pipeline", "test_positives", "test_negatives", "ground_truth", "backbone", *NUMERIC_FIELDS, "block",
-    "label", "superseded",
+    "label", "superseded", "schema_version", "reused_from", "search_rows",
 )
 """The columns of ``LoadedResults.runs``: one row per record, ``params`` holding the method parameters."""
 
@@ -117,6 +117,9 @@ def _flat_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         "ground_truth": record.get("ground_truth"),
         "backbone": str(record.get("backbone", "")),
         "stored_label": str(record.get("label") or ""),
+        "schema_version": str(record.get("schema_version") or ""),
+        "reused_from": str(record.get("reused_from") or ""),
+        "search_rows": _number(record.get("search_rows")),
     }
     for name in NUMERIC_FIELDS:
         row[name] = _number(record.get(name))
