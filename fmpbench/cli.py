@@ -168,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--search-rows", type=int, default=None, metavar="N",
                      help="every search sees a seeded sample of N training rows (validation whole; the retrain uses "
                           "all rows); default: all rows (README: 'Search fidelity')")
+    run.add_argument("--stack-retrains", action=argparse.BooleanOptionalAction, default=None,
+                     help="train each k's mlp retrains of a seed's methods as one stacked model (with --jobs 1, "
+                          "local executor); default: on (fmpbench.stacking.STACK_BY_DEFAULT)")
     run.add_argument("--dry-run", action="store_true",
                      help="list every run (id, row, k, seed, finished or not) and train nothing")
     run.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE",
@@ -215,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prep.add_argument("--split-seed", type=int, default=2024, help="seed of the random split")
     prep.add_argument("--skip-bad-rows", action="store_true", help="count and skip malformed rows instead of failing")
+    prep.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1, default=0,
+                      help="no progress (by default: a bar of the raw bytes read in a terminal, else a line per chunk)")
 
     rep = command("report", "regenerate tables and figures from stored run records (no training)")
     rep.add_argument("--results", default=DEFAULT_RESULTS_DIR,
@@ -303,6 +308,7 @@ def command_run(args: argparse.Namespace) -> int:
     from fmpbench.grid import EXECUTORS, build_tasks, check_k_spec, resolve_ks, run_grid
     from fmpbench.models import BACKBONES
     from fmpbench.protocol import ExperimentConfig
+    from fmpbench.stacking import STACK_BY_DEFAULT
     from fmpbench.training import TrainConfig
 
     methods = _resolve_methods(args.methods)
@@ -387,6 +393,7 @@ def command_run(args: argparse.Namespace) -> int:
         executor=args.executor,
         ray_address=args.ray_address,
         stream=_progress_stream(args),  # the stream of now, not the one of the grid module's import
+        stack_retrains=STACK_BY_DEFAULT if args.stack_retrains is None else args.stack_retrains,
     )
     records = _grid_records(tasks, config, by_seed, results_dir, outcome.records)
     _print_summary(records)
@@ -528,7 +535,72 @@ def _print_drop_list(records: list[dict[str, Any]], results_dir: Path) -> None:
 _TABULAR_FLAGS = ("name", "train", "valid", "test", "label", "schema")
 
 
+class _ReadBar(logging.Handler):
+    """``prepare``'s progress in a terminal: a bar of the raw bytes read (the data layer logs each chunk);
+    it appears only after half a second, so a small file shows none."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(logging.INFO)
+        self.stream = stream
+        self.bar: Any = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=record.bytes_total, desc=f"reading {record.dataset}", unit="B", unit_scale=True,
+                            delay=0.5, leave=False, file=self.stream)
+        self.bar.update(record.bytes_read - self.bar.n)
+        self.bar.set_postfix_str(f"{record.rows:,} rows", refresh=False)
+        if record.done:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        super().close()
+
+
+def _show_preparation(verbosity: int, stream: TextIO) -> logging.Handler | None:
+    from fmpbench.data import PREPARE_LOG
+
+    if verbosity < 0:
+        return None
+    handler: logging.Handler
+    if stream.isatty():
+        handler = _ReadBar(stream)
+    else:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter("fmpbench: %(message)s"))
+        handler.addFilter(lambda record: record.rows > 0)  # a line per chunk read, none before the first
+    logger = logging.getLogger(PREPARE_LOG)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return handler
+
+
+def _hide_preparation(handler: logging.Handler | None) -> None:
+    from fmpbench.data import PREPARE_LOG
+
+    if handler is not None:
+        logger = logging.getLogger(PREPARE_LOG)
+        logger.removeHandler(handler)
+        handler.close()
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+
+
 def command_prepare(args: argparse.Namespace) -> int:
+    shown = _show_preparation(args.verbosity, sys.stderr)
+    try:
+        return _prepare(args)
+    finally:
+        _hide_preparation(shown)
+
+
+def _prepare(args: argparse.Namespace) -> int:
     from fmpbench.data import REAL_DATASETS, prepare, prepare_tabular
     from fmpbench.data.tabular import KIND, SchemaError
 

@@ -33,6 +33,7 @@ from fmpbench.models import BACKBONES
 from fmpbench.plan import check_method_params, grid_plan, print_plan
 from fmpbench.protocol import ExperimentConfig
 from fmpbench.selectors import available_methods
+from fmpbench.stacking import STACK_BY_DEFAULT
 from fmpbench.training import TrainConfig
 
 #: what ``[grid]`` may hold, each with what its value must be (``_KINDS``); ``methods``, ``matched_baselines``,
@@ -43,7 +44,7 @@ GRID_TYPES = {
     "results": "text", "data_dir": "text", "k": "numbers", "seeds": "count", "backbone": "text", "jobs": "count",
     "vary_split": "bool", "epochs": "count", "batch_size": "count", "lr": "positive", "patience": "count0",
     "device": "text", "embed_dim": "count", "hidden": "counts", "search_rows": "count", "predictions": "bool",
-    "executor": "text", "ray_address": "text", "save_model": "text",
+    "executor": "text", "ray_address": "text", "save_model": "text", "stack_retrains": "bool",
 }
 GRID_KEYS = ("results", "data_dir", "methods", *list(GRID_TYPES)[2:], "matched_baselines", "set", "train",
              "backbone_params")
@@ -155,6 +156,8 @@ class Study:
     backbone_params: dict[str, Any] = field(default_factory=dict)
     #: training rows each search sees (``run --search-rows``); None: all
     search_rows: int | None = None
+    #: ``run --stack-retrains`` (with ``jobs = 1``); default ``fmpbench.stacking.STACK_BY_DEFAULT``
+    stack_retrains: bool = STACK_BY_DEFAULT
     save_predictions: bool = True
     executor: str = "local"
     ray_address: str | None = None
@@ -225,6 +228,7 @@ def load_study(path: Path) -> Study:
         train_config=train_config,
         backbone_params=backbone_params,
         search_rows=grid.get("search_rows"),
+        stack_retrains=bool(grid.get("stack_retrains", STACK_BY_DEFAULT)),
         save_predictions=bool(grid.get("predictions", True)),
         executor=str(grid.get("executor", "local")),
         ray_address=grid.get("ray_address"),
@@ -295,6 +299,7 @@ def run_study(study: Study, stream: Any = sys.stderr, only: Sequence[str] | None
                 print_plan(grid_plan(tasks, config, by_seed, study.results), sys.stdout)
                 continue
             outcome = run_grid(tasks, config, by_seed, study.results, resume=True, jobs=study.jobs,
-                               executor=study.executor, ray_address=study.ray_address, stream=stream)
+                               executor=study.executor, ray_address=study.ray_address, stream=stream,
+                               stack_retrains=study.stack_retrains)
             failed += len(outcome.failed)
     return failed

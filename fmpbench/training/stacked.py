@@ -37,7 +37,7 @@ from torch import nn
 from fmpbench.models.backbones import MLP, CTRModel
 from fmpbench.training.metrics import auc
 from fmpbench.training.optim import RowSparseAdam
-from fmpbench.training.trainer import SplitTensors, TrainConfig, TrainingDiverged, TrainResult, _sync
+from fmpbench.training.trainer import SplitTensors, TrainConfig, TrainingDiverged, TrainResult, _sync, epoch_log
 
 
 def unstackable_reason(model: CTRModel) -> str | None:
@@ -246,6 +246,8 @@ def fit_stacked(
         aucs = _valid_aucs(stack, valid, eval_batch)
         _sync(device)
         share = (time.perf_counter() - start) / len(stack.members)
+        epoch_log.info("epoch %d/%d: validation AUC %.4f (best of %d stacked)", epoch, max_epochs, max(aucs), len(aucs),
+                       extra={"epoch": epoch, "max_epochs": max_epochs, "valid_auc": max(aucs)})
         done: set[int] = set()
         for position, (member, valid_auc) in enumerate(zip(stack.members, aucs)):
             p = progress[member]
