@@ -110,6 +110,18 @@ def test_min_count(tmp_path):
     assert (d1.train.X[:, C1] == 1).sum() == len(d1.train) - 30
 
 
+def test_hashing_the_vocabulary_once_encodes_as_rebuilding_it_per_chunk(tmp_path, monkeypatch):
+    """Integer vocabularies above ``INT_HASH_ONCE_ABOVE`` are probed through a pandas index: the
+    same ids, OOV included, for Criteo's int64 tokens (missing = int64 min) and uint64 keys."""
+    path = write_lines(tmp_path / "train.txt", criteo_lines(3000, seed=4))
+    per_chunk = prepare("criteo", path, tmp_path / "a", min_count=2, chunk_rows=700)
+    monkeypatch.setattr(pp.Encoder, "INT_HASH_ONCE_ABOVE", 0)
+    once = prepare("criteo", path, tmp_path / "b", min_count=2, chunk_rows=700)
+    assert (per_chunk.train.X == 0).any() and (per_chunk.test.X == 0).any()
+    for s in ("train", "valid", "test"):
+        np.testing.assert_array_equal(getattr(per_chunk, s).X, getattr(once, s).X)
+
+
 def test_output_does_not_depend_on_chunk_size(tmp_path):
     path = write_lines(tmp_path / "train.txt", criteo_lines(3000, seed=6))
     big = prepare("criteo", path, tmp_path / "a", min_count=2, chunk_rows=1_000_000)

@@ -173,27 +173,34 @@ def fit_vocab(counts: pa.Table, min_count: int) -> Vocab:
 class Encoder:
     """Maps tokens to ids by hash lookup.
 
-    pyarrow's ``index_in`` rebuilds its hash table from the vocabulary on every call: cheap for
-    integer keys, and for strings the fastest option up to ~1M values; beyond that a pandas index
-    (built once) is probed with each chunk's distinct values only.
+    pyarrow's ``index_in`` rebuilds its hash table from the vocabulary on every call, once per chunk:
+    for strings the fastest option up to ~1M values, for integers up to ~10K. Beyond that a pandas
+    index (its hash table built once) is probed with each chunk's distinct values only: for 500K
+    integer values and 30K distinct tokens, 1 ms a chunk instead of 144 ms (the build: 116 ms, once).
     """
 
     HASH_ONCE_ABOVE = 1_000_000
+    INT_HASH_ONCE_ABOVE = 10_000
 
     def __init__(self, vocab: Vocab) -> None:
         v = vocab.values
         self.values = v
         self.is_int = pa.types.is_integer(v.type)
         self.index: pd.Index | None = None
-        if not self.is_int and len(v) > self.HASH_ONCE_ABOVE:
+        if self.is_int and len(v) > self.INT_HASH_ONCE_ABOVE:
+            self.index = pd.Index(to_numpy(v))
+        elif not self.is_int and len(v) > self.HASH_ONCE_ABOVE:
             self.index = pd.Index(v.to_numpy(zero_copy_only=False), dtype=object)
 
     def encode(self, col: Column) -> np.ndarray:
         if len(self.values) == 0:
             return np.zeros(len(col), dtype=np.int32)
+        if isinstance(col, np.ndarray) and not self.is_int:
+            raise TypeError("integer tokens for a string vocabulary")
+        if self.index is not None and self.is_int:
+            tokens = col if isinstance(col, np.ndarray) else to_numpy(col)
+            return (self.index.get_indexer(tokens) + 1).astype(np.int32)
         if isinstance(col, np.ndarray):
-            if not self.is_int:
-                raise TypeError("integer tokens for a string vocabulary")
             col = pa.array(col)
         if self.index is None:
             idx = pc.fill_null(pc.add(pc.index_in(col, value_set=self.values), 1), 0)
