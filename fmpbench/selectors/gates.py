@@ -1,8 +1,9 @@
-"""Shared machinery of the gate-based selectors (AutoField, AdaFS, LPFS, MvFS).
+"""Shared machinery of the gate-based selectors (AutoField, AdaFS, LPFS, MvFS, OptFS, ShuffleGate).
 
 A gate search builds the run's backbone, plugs a :class:`FieldGate` into its ``field_gate`` slot, trains
 both through the ordinary trainer (everything method-specific goes through :class:`GateHooks`) and
-turns the trained gate into one score per field.
+turns the trained gate into one score per field. :class:`ValidationGateHooks` is the bi-level variant
+(AutoField, ShuffleGate): the gate steps on validation batches only.
 
 Search budget: at most ``search_epochs`` epochs (default 5; capped by the run's
 ``train_config.max_epochs`` so that a global epoch limit also bounds searches), with the trainer's
@@ -12,7 +13,8 @@ stops early ends part-way along them. Why early stopping: once the backbone star
 trained jointly on training batches learn to favour the fields whose rare ids it memorises
 (high-cardinality noise); on ``synthetic`` (20 k rows) that happened from about the third epoch and
 cost the per-sample gates (AdaFS, MvFS) the planted fields. ``early_stopping=False`` gives the fixed
-budget of the papers instead (AutoField's default, whose gate learns on validation batches only).
+budget of the papers instead (AutoField's default, whose gate learns on validation batches only, and
+OptFS's, whose penalty reaches every value at every step).
 
 Schedules advance in :meth:`GateHooks.after_step`, i.e. on training steps only; evaluation passes
 (the trainer's per-epoch validation AUC, ``evaluate``/``predict``) never move them, and every gate is
