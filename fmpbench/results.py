@@ -106,6 +106,10 @@ class RunRecord:
                                    "backbone, training settings without device, seed); null for native rows")
     reused_from: str | None = _doc(MODEL, "the run whose identical retrain this row reused instead of training "
                                    "(its results copied; `retrain_seconds` 0); null when trained here")
+    stack_size: int | None = _doc(MODEL, "`run --stack-retrains`: retrains trained together in this row's stack "
+                                  "(`fmpbench.stacking`; `retrain_seconds` is its share of the stack's time); "
+                                  "null when trained alone")
+    stacked_with: list[str] | None = _doc(MODEL, "the run ids of the other retrains in that stack")
 
     test_auc: float | None = _doc(RESULTS, "test AUC, scored once after training")
     test_logloss: float | None = _doc(RESULTS, "test logloss")
@@ -191,6 +195,8 @@ VOLATILE_FIELDS = frozenset(
         "inference_ms_per_1000",
         "peak_memory_mb",
         "reused_from",  # which of two rows with one retrain trains it depends on the executor's order
+        "stack_size",  # how retrains were trained (stacked or alone), not what they are
+        "stacked_with",
     }
 )
 TRACKED_PACKAGES = ("fmpbench", "torch", "numpy", "pandas", "scipy", "scikit-learn", "xgboost")

@@ -174,7 +174,7 @@ def test_a_stacked_grid_writes_the_records_of_a_separate_one(tmp_path, tiny_synt
         assert record["status"] == alone["status"] == "ok"
         assert record["selected_fields"] == alone["selected_fields"]
         assert record["test_auc"] == pytest.approx(alone["test_auc"], abs=2e-3)  # no dropout: float rounding
-        assert record["stack_size"] == 3 and "stack_size" not in alone
+        assert record["stack_size"] == 3 and alone["stack_size"] is None
         partners = [stacked[other] for other in record["stacked_with"]]
         assert sorted(p["selector"] for p in partners + [record]) == sorted(methods)
         assert all(p["k"] == record["k"] for p in partners)
