@@ -218,6 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prep.add_argument("--split-seed", type=int, default=2024, help="seed of the random split")
     prep.add_argument("--skip-bad-rows", action="store_true", help="count and skip malformed rows instead of failing")
+    prep_loudness = prep.add_mutually_exclusive_group()
+    prep_loudness.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1, default=0,
+                               help="one line per chunk read (in a terminal: instead of the bar of raw bytes read)")
+    prep_loudness.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1,
+                               help="no progress, only the result and errors")
 
     rep = command("report", "regenerate tables and figures from stored run records (no training)")
     rep.add_argument("--results", default=DEFAULT_RESULTS_DIR,
@@ -533,7 +538,74 @@ def _print_drop_list(records: list[dict[str, Any]], results_dir: Path) -> None:
 _TABULAR_FLAGS = ("name", "train", "valid", "test", "label", "schema")
 
 
+class _ReadBar(logging.Handler):
+    """``prepare``'s progress in a terminal: a bar of the raw bytes read (the data layer logs each chunk);
+    it appears only after half a second, so a small file shows none."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(logging.INFO)
+        self.stream = stream
+        self.bar: Any = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=record.bytes_total, desc=f"reading {record.dataset}", unit="B", unit_scale=True,
+                            delay=0.5, leave=False, file=self.stream)
+        self.bar.set_postfix_str(f"{record.rows:,} rows", refresh=False)
+        self.bar.update(record.bytes_read - self.bar.n)
+        if record.done:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        super().close()
+
+
+def _show_preparation(verbosity: int, stream: TextIO) -> logging.Handler | None:
+    """As for training epochs (``fmpbench.progress``): a bar in a terminal, lines with ``-v`` (logs, CI),
+    nothing with ``-q`` or by default off a terminal (stderr then holds only errors)."""
+    from fmpbench.data import PREPARE_LOG
+
+    if verbosity < 0 or (verbosity == 0 and not stream.isatty()):
+        return None
+    handler: logging.Handler
+    if verbosity == 0:
+        handler = _ReadBar(stream)
+    else:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter("fmpbench: %(message)s"))
+        handler.addFilter(lambda record: record.rows > 0)  # a line per chunk read, none before the first
+    logger = logging.getLogger(PREPARE_LOG)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return handler
+
+
+def _hide_preparation(handler: logging.Handler | None) -> None:
+    from fmpbench.data import PREPARE_LOG
+
+    if handler is not None:
+        logger = logging.getLogger(PREPARE_LOG)
+        logger.removeHandler(handler)
+        handler.close()
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+
+
 def command_prepare(args: argparse.Namespace) -> int:
+    shown = _show_preparation(args.verbosity, sys.stderr)
+    try:
+        return _prepare(args)
+    finally:
+        _hide_preparation(shown)
+
+
+def _prepare(args: argparse.Namespace) -> int:
     from fmpbench.data import REAL_DATASETS, prepare, prepare_tabular
     from fmpbench.data.tabular import KIND, SchemaError
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import logging
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fmpbench.data import DATASETS, DEFAULT_MIN_COUNT, REAL_DATASETS, DataError, prepare, readers
+from fmpbench.cli import _hide_preparation, _ReadBar, _show_preparation, main
+from fmpbench.data import DATASETS, DEFAULT_MIN_COUNT, PREPARE_LOG, REAL_DATASETS, DataError, prepare, readers
 from fmpbench.data.amazon import AmazonReader, log_bucket, price_bucket
 from fmpbench.data.avazu import parse_avazu_hour
 from fmpbench.data.criteo import CriteoReader
@@ -313,3 +316,41 @@ def test_names_that_moved_to_the_dataset_modules_are_still_importable_from_reade
     assert readers.CriteoReader is CriteoReader and readers.AVAZU_FIELDS[0] == "hour_of_day"
     with pytest.raises(AttributeError):
         readers.NoSuchName  # noqa: B018 - the attribute access is the test
+
+
+# ---------------------------------------------------------------- prepare's progress
+
+
+def test_preparation_reports_each_chunk_with_the_raw_bytes_read(tmp_path, caplog):
+    path = write_lines(tmp_path / "train.txt.gz", criteo_lines(1000, seed=3), gz=True)
+    with caplog.at_level(logging.INFO, logger=PREPARE_LOG):
+        prepare("criteo", path, tmp_path / "dd", min_count=1, chunk_rows=300)
+    records = [r for r in caplog.records if r.name == PREPARE_LOG]
+    rows = [r.rows for r in records]
+    assert rows[0] == 0 and rows[-1] == 1000 and rows == sorted(rows) and len(rows) >= 4
+    assert all(r.bytes_total == path.stat().st_size for r in records)  # the gzip file as stored
+    assert records[-1].done and records[-1].bytes_read == path.stat().st_size
+    assert 0 < records[1].bytes_read <= path.stat().st_size
+
+
+def test_prepare_shows_a_bar_in_a_terminal_lines_with_v_and_nothing_with_q_or_off_a_terminal(tmp_path, capsys):
+    path = write_lines(tmp_path / "train.txt", criteo_lines(300, seed=3))
+    argv = ["prepare", "criteo", "--raw", str(path), "--min-count", "1"]
+    assert main([*argv, "--data-dir", str(tmp_path / "dd"), "-v"]) == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("fmpbench: prepare criteo: 300 rows read, ") and lines[-1].endswith(
+        "(100%); encoding them")
+    assert main([*argv, "--data-dir", str(tmp_path / "d2")]) == 0  # stderr is no terminal here
+    assert capsys.readouterr().err == ""
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    shown = _show_preparation(0, Terminal())
+    try:
+        assert isinstance(shown, _ReadBar)
+    finally:
+        _hide_preparation(shown)
+    assert _show_preparation(-1, Terminal()) is None
+    assert _show_preparation(0, io.StringIO()) is None

@@ -22,16 +22,17 @@ import logging
 import os
 import shutil
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fmpbench.data import cache as _cache
 from fmpbench.data.errors import DataError
 from fmpbench.data.prepared import OOV_ID, GroundTruth, PreparedData, Split
 from fmpbench.data.preprocess import DEFAULT_CHUNK_ROWS
 from fmpbench.data.preprocess import run as _run
-from fmpbench.data.rawio import sha256_file
-from fmpbench.data.readers import RawReader
+from fmpbench.data.rawio import ByteCount, counting, sha256_file
+from fmpbench.data.readers import Batch, RawReader
 from fmpbench.data.registry import DATASETS, DEFAULT_MIN_COUNT, REAL_DATASETS, SPECS, STANDIN_NAMES, make_reader
 from fmpbench.data.splits import SPLIT_SCHEMES
 from fmpbench.data.synthetic import make_standin, make_synthetic
@@ -67,6 +68,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("fmpbench.data")
+#: one INFO record per chunk a preparation reads (see ``_Reported``); silent unless a handler listens
+PREPARE_LOG = "fmpbench.data.prepare"
+prepare_log = logging.getLogger(PREPARE_LOG)
 
 PREP_FORMAT_VERSION = 1
 _RAW_SUMS = "raw_checksums.json"
@@ -235,6 +239,38 @@ def _check_options(split: str, chunk_rows: int, min_count: int | None) -> None:
         raise ValueError(f"min_count must be >= 1, got {min_count}")
 
 
+class _Reported:
+    """``reader``, with one INFO record on :data:`PREPARE_LOG` per chunk read (rows, and raw bytes read of
+    all its files: what ``prepare`` shows as a bar in a terminal, or as lines in a log), and one at the end."""
+
+    def __init__(self, reader: RawReader, name: str, count: ByteCount) -> None:
+        self._reader = reader
+        self._name = name
+        self._count = count
+        self._total = sum(p.stat().st_size for p in reader.files().values())
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._reader, attr)
+
+    def batches(self, chunk_rows: int) -> Iterator[Batch]:
+        rows = 0
+        self._report(rows, done=False)  # a bar can start now, not after the first chunk
+        for batch in self._reader.batches(chunk_rows):
+            rows += len(batch)
+            self._report(rows, done=False)
+            yield batch
+        self._report(rows, done=True)
+
+    def _report(self, rows: int, done: bool) -> None:
+        read = self._total if done else min(self._count.bytes, self._total)
+        share = f" ({read / self._total:.0%})" if self._total else ""
+        prepare_log.info(
+            "prepare %s: %s rows read, %.1f of %.1f MB%s%s", self._name, f"{rows:,}", read / 1e6, self._total / 1e6,
+            share, "; encoding them" if done else "",
+            extra={"dataset": self._name, "rows": rows, "bytes_read": read, "bytes_total": self._total, "done": done},
+        )
+
+
 def _prepare_reader(
     name: str,
     reader: RawReader,
@@ -272,16 +308,18 @@ def _prepare_reader(
         except DataError as exc:
             warnings.warn(f"{exc}; rebuilding it", stacklevel=3)
     build = _cache.new_build_dir(root, fp)
+    count = ByteCount()
     try:
-        out = _run(
-            reader,
-            build,
-            min_count=mc,
-            split=split,
-            split_seed=int(split_seed),
-            chunk_rows=chunk_rows,
-            progress=progress,
-        )
+        with counting(count):
+            out = _run(
+                cast(RawReader, _Reported(reader, name, count)),
+                build,
+                min_count=mc,
+                split=split,
+                split_seed=int(split_seed),
+                chunk_rows=chunk_rows,
+                progress=progress,
+            )
         _check_unchanged(reader.files(), identities)
         info = out["info"]
         info.update(dataset=name, raw=raw_sums, params=params, **reader.describe())

@@ -6,11 +6,15 @@ Compression is detected from the magic bytes, not the file name: users rename fi
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import io
+import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 
@@ -50,9 +54,65 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+class ByteCount:
+    """Bytes read from raw files opened while it is active (:func:`counting`): what a progress bar of
+    ``prepare`` shows. pyarrow may read from its own threads, hence the lock."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.bytes += n
+
+
+_active: list[ByteCount] = []
+
+
+@contextlib.contextmanager
+def counting(count: ByteCount) -> Iterator[ByteCount]:
+    """Count into ``count`` the raw bytes read from files opened inside this block."""
+    _active.append(count)
+    try:
+        yield count
+    finally:
+        _active.remove(count)
+
+
+class _Counted(io.RawIOBase):
+    def __init__(self, f: BinaryIO, count: ByteCount) -> None:
+        super().__init__()
+        self._f = f
+        self._count = count
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, out: bytearray | memoryview) -> int:
+        n = self._f.readinto(out)  # type: ignore[attr-defined]
+        self._count.add(n or 0)
+        return n
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+def open_raw(path: Path) -> BinaryIO:
+    """The file's bytes as stored (compressed or not), counted while a :func:`counting` block is active."""
+    f = open(path, "rb")  # noqa: SIM115 - the caller closes it
+    if not _active:
+        return f
+    return io.BufferedReader(_Counted(f, _active[-1]), 1 << 20)  # type: ignore[return-value]
+
+
 def arrow_stream(path: Path) -> pa.NativeFile:
     """pyarrow input stream, decompressing gzip in C++ (fast path for the big CSV/TSV formats)."""
-    return pa.input_stream(str(path), compression="gzip" if is_gzip(path) else None)
+    compression = "gzip" if is_gzip(path) else None
+    if not _active:
+        return pa.input_stream(str(path), compression=compression)
+    return pa.input_stream(open_raw(path), compression=compression)
 
 
 def iter_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
@@ -62,7 +122,7 @@ def iter_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]
     """
     i = 0
     try:
-        with gzip.open(path, "rb") if is_gzip(path) else open(path, "rb") as f:
+        with open_raw(path) as raw, gzip.open(raw, "rb") if is_gzip(path) else contextlib.nullcontext(raw) as f:
             for i, raw in enumerate(f, 1):
                 yield i, raw.rstrip(b"\r\n").decode(encoding)
     except (EOFError, OSError, zlib.error) as exc:
