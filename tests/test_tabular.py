@@ -128,6 +128,22 @@ def test_three_presplit_csvs_are_used_as_given_and_run_with_two_jobs(tmp_path, c
     assert "bars" in table and "lasso" in table
 
 
+def test_a_study_names_a_prepared_table_as_a_dataset_and_refuses_keys_it_cannot_use(tmp_path, capsys):
+    train, valid, test = _split_csvs(tmp_path)
+    dd = tmp_path / "dd"
+    prepare_tabular("bars", train, dd, valid=valid, test=test, label="clicked")
+    study = tmp_path / "study.toml"
+    grid = f'[grid]\nresults = "{tmp_path / "res"}"\ndata_dir = "{dd}"\nmethods = ["none", "lasso"]\nk = [2]\nseeds = 2\n'
+    study.write_text(grid + "[datasets.bars]\n", encoding="utf-8")
+    assert main(["study", str(study), "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    assert "== bars: real, 3 fields, 1,000 train rows, 2 seeds (all on the split of its given" in captured.err
+    assert "4 runs: 0 finished, 4 to run" in captured.out
+    study.write_text(grid + '[datasets.bars]\nraw = "x.csv"\n', encoding="utf-8")
+    code, line = _cli_error(capsys, ["study", str(study), "--dry-run"])
+    assert code == 2 and "[datasets.bars]" in line and "'raw'" in line
+
+
 # ---------------------------------------------------------------- reading
 
 

@@ -89,6 +89,15 @@ class _Counted(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def seekable(self) -> bool:  # parquet is read by seeking to its footer and column chunks
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
     def readinto(self, out: bytearray | memoryview) -> int:
         n = self._f.readinto(out)  # type: ignore[attr-defined]
         self._count.add(n or 0)

@@ -35,7 +35,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from fmpbench.data.errors import DataError
-from fmpbench.data.rawio import arrow_stream, check_file, first_line, gzip_error
+from fmpbench.data.rawio import arrow_stream, check_file, first_line, gzip_error, open_raw
 from fmpbench.data.readers import Batch, Column, RawReader, bucket_int_codes, to_numpy
 from fmpbench.data.splits import TRAIN, random_split, sequential_bounds
 
@@ -182,7 +182,8 @@ class _Table:
     def batches(self, columns: list[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
         if self.parquet:
             try:
-                yield from pq.ParquetFile(self.path).iter_batches(batch_size=chunk_rows, columns=columns)
+                with open_raw(self.path) as f:
+                    yield from pq.ParquetFile(f).iter_batches(batch_size=chunk_rows, columns=columns)
             except (pa.ArrowException, OSError) as exc:
                 raise DataError(f"tabular {self.role} file {self.path}: {str(exc).splitlines()[0]}") from None
             return
