@@ -133,7 +133,8 @@ def test_a_study_names_a_prepared_table_as_a_dataset_and_refuses_keys_it_cannot_
     dd = tmp_path / "dd"
     prepare_tabular("bars", train, dd, valid=valid, test=test, label="clicked")
     study = tmp_path / "study.toml"
-    grid = f'[grid]\nresults = "{tmp_path / "res"}"\ndata_dir = "{dd}"\nmethods = ["none", "lasso"]\nk = [2]\nseeds = 2\n'
+    grid = (f'[grid]\nresults = "{tmp_path / "res"}"\ndata_dir = "{dd}"\n'
+            'methods = ["none", "lasso"]\nk = [2]\nseeds = 2\n')
     study.write_text(grid + "[datasets.bars]\n", encoding="utf-8")
     assert main(["study", str(study), "--dry-run"]) == 0
     captured = capsys.readouterr()
