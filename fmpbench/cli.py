@@ -720,9 +720,10 @@ def command_list(args: argparse.Namespace) -> int:
     if args.what == "methods":
         _print_methods()
     elif args.what == "datasets":
-        from fmpbench.data import DATASETS
+        from fmpbench.data import DATASETS, custom_datasets
 
-        print("\n".join(DATASETS))
+        own = [f"{name} (your table, prepared in {DEFAULT_DATA_DIR})" for name in custom_datasets(DEFAULT_DATA_DIR)]
+        print("\n".join([*DATASETS, *own]))
     else:
         from fmpbench.models import BACKBONES
 
