@@ -68,3 +68,28 @@ def test_row_sparse_adam_matches_torch_sparse_adam():
     untouched = torch.nn.Embedding(50, 3, sparse=True)
     assert torch.equal(a.weight[20:], untouched.weight[20:])
     assert "slot" not in opt_a.state_dict()["state"][0]  # scratch is not optimiser state
+
+
+@pytest.mark.parametrize(("serial_ids", "expected"), [(1000, 1), (10, 2)])
+def test_small_sparse_steps_run_on_one_thread_and_restore_the_count(monkeypatch, serial_ids, expected):
+    # two threads beside a busy process stalled every small parallel region of the step
+    import fmpbench.training.optim as optim
+
+    monkeypatch.setattr(optim, "SERIAL_IDS", serial_ids)
+    seen = []
+
+    class Recording(RowSparseAdam):
+        def _merge(self, p, grad):
+            seen.append(torch.get_num_threads())
+            return super()._merge(p, grad)
+
+    emb = torch.nn.Embedding(30, 4, sparse=True)
+    opt = Recording(emb.parameters(), lr=0.01)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        emb(torch.arange(20)).sum().backward()
+        opt.step()
+        assert seen == [expected] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)

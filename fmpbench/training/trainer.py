@@ -21,7 +21,7 @@ from torch import nn
 from fmpbench.data.prepared import Split
 from fmpbench.training.hooks import TrainHooks
 from fmpbench.training.metrics import auc, logloss
-from fmpbench.training.optim import RowSparseAdam
+from fmpbench.training.optim import RowSparseAdam, SerialAdam
 
 #: one INFO record per epoch (epoch, max_epochs, valid_auc as ``extra``): ``fmpbench.progress`` shows them
 epoch_log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ def make_optimizers(model: nn.Module, config: TrainConfig, hooks: TrainHooks) ->
         optimizers.append(RowSparseAdam(sparse_params, lr=config.embed_lr, weight_decay=config.embed_weight_decay))
     groups = [{"params": dense}] + extra_groups
     if any(len(g["params"]) for g in groups):
-        optimizers.append(torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay))
+        optimizers.append(SerialAdam(groups, lr=config.lr, weight_decay=config.weight_decay))
     return optimizers
 
 
