@@ -1,4 +1,4 @@
-"""Trainer throughput against the compute floor, and step time against vocabulary size.
+"""Trainer throughput against the compute floor, under contention, and against the GEMM bound.
 
 Measured in one run on a Criteo-shaped synthetic set (39 fields, power-law ids):
 1. samples/s of ``Trainer.fit`` for one epoch (batch gathering, optimiser, end-of-epoch validation);
@@ -7,18 +7,36 @@ Measured in one run on a Criteo-shaped synthetic set (39 fields, power-law ids):
    the compute floor of this model; the ratio 1/2 is the trainer's efficiency;
 3. the floor's step time at total vocabulary 10 k and 1 M with the same batches (the 1 M ids are the
    10 k ids spread over a 100× larger table, so only the table size changes): sparse updates should
-   make them about equal; a dense optimiser would be ~100× slower at 1 M.
-Two model sizes: ERASE's default (embedding 8, MLP 16-16, BN + dropout, batch 4096 — ERASE trains
-it at ~39,000 samples/s on this kind of machine) and fmpbench's default MLP.
+   make them about equal; a dense optimiser would be ~100× slower at 1 M;
+4. the floor at 1 and 2 threads, quiet and while a second process (a busy loop this script starts
+   and stops) keeps one core busy: on a shared host the 2-thread step must not be slower than the
+   1-thread one. A child process repeats the busy 2-thread default step with libgomp's spinning wait
+   (``GOMP_SPINCOUNT=300000``, what torch does without fmpbench's ``OMP_WAIT_POLICY=PASSIVE``);
+5. for the default model, where its quiet 1-thread step goes (forward + loss, backward, row-sparse
+   Adam, dense Adam) and its GEMM bound: the MLP's dense forward and backward matmuls alone at that
+   batch, timed in the same run; bound / step is how close the step is to its floor.
+Two model sizes: ERASE's default (embedding 8, MLP 16-16, dropout 0.2, batch 4096 — ERASE trains it
+at ~39,000 samples/s on this kind of machine) and fmpbench's default MLP. Shared machines are noisy:
+read the ratios of one run, not absolute figures across runs.
 
-Usage: python benchmarks/trainer_throughput.py [--rows 1000000] [--json out.json]
+Usage: python benchmarks/trainer_throughput.py [--rows 1000000] [--quick] [--json out.json]
 """
 
 from __future__ import annotations
 
+# isort: off
+import fmpbench  # noqa: F401 - first: sets the OpenMP wait policy before torch loads libgomp
+
+# isort: on
+
 import argparse
+import contextlib
 import json
+import os
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -32,10 +50,12 @@ from fmpbench.training.trainer import make_optimizers
 NUM_FIELDS = 39
 PREBUILT_BATCHES = 200
 ERASE_SAMPLES_PER_SECOND = 39_000
+ERASE, DEFAULT = "erase-size (d=8, 16-16, batch 4096)", "fmpbench default (d=16, 256-128, batch 512)"
 MODELS = {
-    "erase-size (d=8, 16-16, batch 4096)": ({"embed_dim": 8, "hidden": (16, 16), "dropout": 0.2}, 4096),
-    "fmpbench default (d=16, 256-128, batch 512)": ({}, 512),
+    ERASE: ({"embed_dim": 8, "hidden": (16, 16), "dropout": 0.2}, 4096),
+    DEFAULT: ({}, 512),
 }
+PHASES = ("forward_loss", "backward", "sparse_adam", "dense_adam")
 
 
 def criteo_shaped(rows: int, total_vocab: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -55,34 +75,97 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def floor_step_seconds(
-    params: dict, batch_size: int, X: np.ndarray, y: np.ndarray, dims: list[int], device: torch.device
-) -> float:
-    """Mean seconds of one training step on pre-built batches (no data pipeline at all)."""
+@contextlib.contextmanager
+def busy_core(busy: bool) -> Iterator[None]:
+    """A second process spinning on one core for the duration (nothing when ``busy`` is false)."""
+    if not busy:
+        yield
+        return
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)  # let it start spinning before the clock starts
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+@contextlib.contextmanager
+def threads(n: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def phase_seconds(
+    params: dict, batch_size: int, X: np.ndarray, y: np.ndarray, dims: list[int], device: torch.device, steps: int
+) -> np.ndarray:
+    """Seconds of each phase (``PHASES``) of ``steps`` training steps on pre-built batches, [steps, 4]."""
     torch.manual_seed(0)
     model = build_backbone("mlp", dims, **params).to(device).train()
-    optimizers = make_optimizers(model, TrainConfig(), TrainHooks())
+    sparse_opt, dense_opt = make_optimizers(model, TrainConfig(), TrainHooks())
     rng = np.random.default_rng(1)
     batches = []
     for _ in range(min(PREBUILT_BATCHES, len(X) // batch_size)):
         rows = rng.choice(len(X), size=batch_size, replace=False)
         batches.append((torch.from_numpy(X[rows]).to(device), torch.from_numpy(y[rows]).to(device)))
     loss_fn = nn.BCEWithLogitsLoss()
-    times = []
-    for i in range(len(batches) + 5):
+    warmup = 5
+    times = np.zeros((steps, len(PHASES)))
+    for i in range(steps + warmup):
         x, target = batches[i % len(batches)]
-        _sync(device)
-        start = time.perf_counter()
+        marks = [time.perf_counter()]
         loss = loss_fn(model(x), target)
-        for opt in optimizers:
-            opt.zero_grad(set_to_none=True)
-        loss.backward()
-        for opt in optimizers:
-            opt.step()
         _sync(device)
-        if i >= 5:
-            times.append(time.perf_counter() - start)
-    return float(np.mean(times))
+        marks.append(time.perf_counter())
+        sparse_opt.zero_grad(set_to_none=True)
+        dense_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        _sync(device)
+        marks.append(time.perf_counter())
+        sparse_opt.step()
+        _sync(device)
+        marks.append(time.perf_counter())
+        dense_opt.step()
+        _sync(device)
+        marks.append(time.perf_counter())
+        if i >= warmup:
+            times[i - warmup] = np.diff(marks)
+    return times
+
+
+def step_seconds(*args: object, **kwargs: object) -> float:
+    """Median seconds of one whole step (median: a busy host's stalls hit single steps)."""
+    return float(np.median(phase_seconds(*args, **kwargs).sum(1)))
+
+
+def gemm_bound_seconds(params: dict, batch_size: int, num_fields: int, repeats: int = 30) -> float:
+    """Seconds of the MLP's dense matmuls alone for one step: forward, and backward to weights and inputs."""
+    embed, hidden = params.get("embed_dim", 16), list(params.get("hidden", (256, 128)))
+    widths = [num_fields * embed] + hidden + [1]
+    gen = torch.Generator().manual_seed(0)
+    layers = [
+        (torch.randn(batch_size, i, generator=gen), torch.randn(o, i, generator=gen),
+         torch.randn(batch_size, o, generator=gen))
+        for i, o in zip(widths[:-1], widths[1:])
+    ]
+
+    def matmuls() -> None:
+        for x, w, grad_out in layers:
+            x @ w.T  # forward
+            grad_out.T @ x  # weight gradient
+            grad_out @ w  # input gradient (the first layer's feeds the embeddings)
+
+    matmuls()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmuls()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 def trainer_samples_per_second(
@@ -98,27 +181,65 @@ def trainer_samples_per_second(
     return len(train) / result.seconds
 
 
+def spinning_child_step_ms(rows: int, vocab: int, steps: int) -> float | None:
+    """The busy 2-thread default step in a child whose OpenMP threads spin (libgomp's default)."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env["GOMP_SPINCOUNT"] = "300000"
+    command = [sys.executable, __file__, "--spinning-child", "--rows", str(rows), "--vocab", str(vocab),
+               "--steps", str(steps)]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    return float(out.stdout.split()[-1]) if out.returncode == 0 and out.stdout.split() else None
+
+
+def contention(
+    params: dict, batch: int, X: np.ndarray, y: np.ndarray, dims: list[int], device: torch.device, steps: int
+) -> dict[str, float]:
+    """Step ms at 1 and 2 threads, quiet and beside a busy core, interleaved so drift hits both."""
+    out = {}
+    for busy in (False, True):
+        with busy_core(busy):
+            for n in (1, 2):
+                with threads(n):
+                    out[f"step_ms_{n}t_{'busy' if busy else 'quiet'}"] = round(
+                        step_seconds(params, batch, X, y, dims, device, steps) * 1e3, 2)
+    for state in ("quiet", "busy"):
+        out[f"2t_over_1t_samples_per_s_{state}"] = round(out[f"step_ms_1t_{state}"] / out[f"step_ms_2t_{state}"], 3)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--vocab", type=int, default=841_602, help="total ids of the throughput set (ERASE's)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=60, help="timed steps per floor measurement")
+    parser.add_argument("--quick", action="store_true", help="200k rows, 30 steps, one trainer epoch per model")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--spinning-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.steps = min(args.rows, 200_000), min(args.steps, 30)
     device = torch.device(args.device)
     X, y, dims = criteo_shaped(args.rows, args.vocab)
+    params, batch = MODELS[DEFAULT]
+    if args.spinning_child:
+        with busy_core(True), threads(2):
+            print(step_seconds(params, batch, X, y, dims, device, args.steps) * 1e3)
+        return
     X10k, _, dims10k = criteo_shaped(200_000, 10_000, seed=1)
     spread = 100
     X1m, dims1m = X10k * spread, [d * spread for d in dims10k]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
-    print(f"torch {torch.__version__}, {where}, {args.rows:,} rows, vocabulary {sum(dims):,}")
+    print(f"torch {torch.__version__}, {where}, {args.rows:,} rows, vocabulary {sum(dims):,}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     results = []
     for label, (params, batch) in MODELS.items():
-        floor = batch / floor_step_seconds(params, batch, X, y, dims, device)
+        floor = batch / step_seconds(params, batch, X, y, dims, device, args.steps)
         # best of two epochs, each with a fresh model: the machine's other load only ever slows a run down
-        trainer = max(trainer_samples_per_second(params, batch, X, y, dims, device) for _ in range(2))
-        step_10k = floor_step_seconds(params, batch, X10k, y, dims10k, device)
-        step_1m = floor_step_seconds(params, batch, X1m, y, dims1m, device)
+        epochs = 1 if args.quick else 2
+        trainer = max(trainer_samples_per_second(params, batch, X, y, dims, device) for _ in range(epochs))
+        step_10k = step_seconds(params, batch, X10k, y, dims10k, device, args.steps)
+        step_1m = step_seconds(params, batch, X1m, y, dims1m, device, args.steps)
         row = {
             "model": label,
             "trainer_samples_per_s": round(trainer),
@@ -129,6 +250,18 @@ def main() -> None:
             "step_ms_vocab_1m": round(step_1m * 1e3, 2),
             "step_1m_over_10k": round(step_1m / step_10k, 3),
         }
+        if device.type == "cpu":
+            row.update(contention(params, batch, X, y, dims, device, args.steps))
+        if device.type == "cpu" and label == DEFAULT:
+            with threads(1):
+                phases = np.median(phase_seconds(params, batch, X, y, dims, device, args.steps), axis=0)
+                bound = gemm_bound_seconds(params, batch, NUM_FIELDS)
+            step = float(phases.sum())
+            row["quiet_1t_phase_ms"] = {name: round(t * 1e3, 2) for name, t in zip(PHASES, phases)}
+            row["gemm_bound_ms_1t"] = round(bound * 1e3, 2)
+            row["gemm_bound_over_step_1t"] = round(bound / step, 3)
+            spinning = spinning_child_step_ms(args.rows, args.vocab, min(args.steps, 10))  # ~1-2 s a step
+            row["step_ms_2t_busy_spinning_openmp"] = None if spinning is None else round(spinning, 2)
         results.append(row)
         print(json.dumps(row))
     if args.json:
