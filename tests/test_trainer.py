@@ -155,3 +155,30 @@ def test_importing_fmpbench_makes_idle_openmp_threads_sleep_unless_the_user_chos
     code = "import sys, os, fmpbench; print('torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))"
     out = subprocess.run([sys.executable, "-c", code], env={**env, **user_env}, capture_output=True, text=True)
     assert out.stdout.split() == ["False", str(expected)]
+
+
+def test_fast_dropout_is_opt_in_reproducible_and_keeps_old_run_identities(tiny_synthetic, fast_context):
+    assert "fast_dropout" not in TrainConfig().to_dict()  # the committed study's run ids stay valid
+    assert TrainConfig(fast_dropout=True).to_dict()["fast_dropout"] is True
+    default = _train(tiny_synthetic, fast_context, seed=1, max_epochs=2)[1].valid_auc_history
+    fast_a = _train(tiny_synthetic, fast_context, seed=1, max_epochs=2, fast_dropout=True)[1].valid_auc_history
+    fast_b = _train(tiny_synthetic, fast_context, seed=1, max_epochs=2, fast_dropout=True)[1].valid_auc_history
+    assert fast_a == fast_b and fast_a != default
+    assert fast_a[-1] > 0.65
+
+
+def test_numpy_masked_dropout_keeps_the_rate_and_the_expectation():
+    import numpy as np
+
+    from fmpbench.models.backbones import Dropout
+
+    drop = Dropout(0.25).train()
+    drop.rng = np.random.default_rng(0)
+    out = drop(torch.ones(400, 500))
+    assert abs((out == 0).float().mean().item() - 0.25) < 0.01
+    assert torch.allclose(out[out != 0], torch.tensor(1 / 0.75))
+    drop.rng = None
+    torch.manual_seed(0)
+    reference = torch.nn.functional.dropout(torch.ones(4, 5), 0.25)
+    torch.manual_seed(0)
+    assert torch.equal(drop(torch.ones(4, 5)), reference)  # without rng it is nn.Dropout exactly

@@ -11,10 +11,29 @@ import math
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
 from fmpbench.models.embedding import FieldEmbedding
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout``, or with ``rng`` set, masks drawn from a NumPy generator.
+
+    Torch's CPU ``bernoulli_`` draws each mask element serially from mt19937 (~1.5 ms for 512 × 256,
+    ~2 ms of a 20 ms default step); NumPy's vectorised generator takes ~0.5 ms for the whole dropout.
+    Other masks mean other numbers, so the trainer sets ``rng`` only with
+    ``TrainConfig(fast_dropout=True)``; unset (the default) this is ``nn.Dropout`` exactly.
+    """
+
+    rng: np.random.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.rng is None or not self.training or not 0 < self.p < 1:
+            return super().forward(x)
+        keep = torch.from_numpy(self.rng.random(tuple(x.shape), dtype=np.float32) < 1 - self.p)
+        return x * keep.to(device=x.device, dtype=x.dtype).div_(1 - self.p)
 
 
 def mlp_tower(in_dim: int, hidden: Sequence[int], dropout: float, batch_norm: bool) -> nn.Sequential:
@@ -26,7 +45,7 @@ def mlp_tower(in_dim: int, hidden: Sequence[int], dropout: float, batch_norm: bo
             layers.append(nn.BatchNorm1d(width))
         layers.append(nn.ReLU())
         if dropout > 0:
-            layers.append(nn.Dropout(dropout))
+            layers.append(Dropout(dropout))
         in_dim = width
     return nn.Sequential(*layers)
 

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from fmpbench.data.prepared import Split
+from fmpbench.models.backbones import Dropout
 from fmpbench.training.hooks import TrainHooks
 from fmpbench.training.metrics import auc, logloss
 from fmpbench.training.optim import RowSparseAdam, SerialAdam
@@ -45,9 +46,16 @@ class TrainConfig:
     eval_batch_size: int = 65536
     min_delta: float = 1e-5
     device: str = "cpu"
+    #: dropout masks from NumPy's PCG64 instead of torch's mt19937 (~8 % faster default step on CPU;
+    #: other numbers for the same seed, so off by default: the committed study ran without it)
+    fast_dropout: bool = False
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """All settings; options added after the study appear only when set, so its run ids stand."""
+        settings = asdict(self)
+        if not self.fast_dropout:
+            del settings["fast_dropout"]
+        return settings
 
 
 @dataclass
@@ -213,9 +221,23 @@ class Trainer:
         max_epochs: int | None = None,
         early_stopping: bool = True,
     ) -> TrainResult:
-        config, hooks = self.config, self.hooks
+        config = self.config
         max_epochs = config.max_epochs if max_epochs is None else max_epochs
         model.to(self.device).train()
+        dropouts = [m for m in model.modules() if isinstance(m, Dropout)] if config.fast_dropout else []
+        rng = np.random.Generator(np.random.PCG64(self.seed))  # one stream, shared in forward order
+        for module in dropouts:
+            module.rng = rng
+        try:
+            return self._fit(model, train, valid, max_epochs, early_stopping)
+        finally:
+            for module in dropouts:
+                module.rng = None
+
+    def _fit(
+        self, model: nn.Module, train: SplitTensors, valid: SplitTensors, max_epochs: int, early_stopping: bool
+    ) -> TrainResult:
+        config, hooks = self.config, self.hooks
         optimizers = make_optimizers(model, config, hooks)
         base_lrs = [[group["lr"] for group in opt.param_groups] for opt in optimizers]
         generator = torch.Generator().manual_seed(self.seed)
