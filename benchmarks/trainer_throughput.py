@@ -14,7 +14,8 @@ Measured in one run on a Criteo-shaped synthetic set (39 fields, power-law ids):
    (``GOMP_SPINCOUNT=300000``, what torch does without fmpbench's ``OMP_WAIT_POLICY=PASSIVE``);
 5. for the default model, where its quiet 1-thread step goes (forward + loss, backward, row-sparse
    Adam, dense Adam) and its GEMM bound: the MLP's dense forward and backward matmuls alone at that
-   batch, timed in the same run; bound / step is how close the step is to its floor.
+   batch, timed in the same run; bound / step is how close the step is to its floor — also with the
+   opt-in ``TrainConfig(fast_dropout=True)`` masks.
 Two model sizes: ERASE's default (embedding 8, MLP 16-16, dropout 0.2, batch 4096 — ERASE trains it
 at ~39,000 samples/s on this kind of machine) and fmpbench's default MLP. Shared machines are noisy:
 read the ratios of one run, not absolute figures across runs.
@@ -44,6 +45,7 @@ from torch import nn
 
 from fmpbench.data.prepared import Split
 from fmpbench.models import build_backbone
+from fmpbench.models.backbones import Dropout
 from fmpbench.training import SplitTensors, TrainConfig, Trainer, TrainHooks
 from fmpbench.training.trainer import make_optimizers
 
@@ -101,11 +103,17 @@ def threads(n: int) -> Iterator[None]:
 
 
 def phase_seconds(
-    params: dict, batch_size: int, X: np.ndarray, y: np.ndarray, dims: list[int], device: torch.device, steps: int
+    params: dict, batch_size: int, X: np.ndarray, y: np.ndarray, dims: list[int], device: torch.device, steps: int,
+    fast_dropout: bool = False,
 ) -> np.ndarray:
     """Seconds of each phase (``PHASES``) of ``steps`` training steps on pre-built batches, [steps, 4]."""
     torch.manual_seed(0)
     model = build_backbone("mlp", dims, **params).to(device).train()
+    if fast_dropout:  # what Trainer does with TrainConfig(fast_dropout=True)
+        rng = np.random.default_rng(0)
+        for module in model.modules():
+            if isinstance(module, Dropout):
+                module.rng = rng
     sparse_opt, dense_opt = make_optimizers(model, TrainConfig(), TrainHooks())
     rng = np.random.default_rng(1)
     batches = []
@@ -260,6 +268,10 @@ def main() -> None:
             row["quiet_1t_phase_ms"] = {name: round(t * 1e3, 2) for name, t in zip(PHASES, phases)}
             row["gemm_bound_ms_1t"] = round(bound * 1e3, 2)
             row["gemm_bound_over_step_1t"] = round(bound / step, 3)
+            with threads(1):
+                fast = float(np.median(phase_seconds(params, batch, X, y, dims, device, args.steps, True).sum(1)))
+            row["step_ms_1t_quiet_fast_dropout"] = round(fast * 1e3, 2)
+            row["gemm_bound_over_step_1t_fast_dropout"] = round(bound / fast, 3)
             spinning = spinning_child_step_ms(args.rows, args.vocab, min(args.steps, 10))  # ~1-2 s a step
             row["step_ms_2t_busy_spinning_openmp"] = None if spinning is None else round(spinning, 2)
         results.append(row)
