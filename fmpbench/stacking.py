@@ -33,7 +33,8 @@ from fmpbench.training.stacked import fit_stacked, stack_shape, unstackable_reas
 #: Stacking is the default of ``run`` and ``study`` on every device: on CPU (default model, Avazu
 #: stand-in, 24 k training rows, k = 12, one run on a loaded 2-core host) 8 stacked retrains took
 #: 0.88× the time of 8 separate ones at 1 thread, 4 took 0.79×, and at 2 threads, where separate
-#: steps collapse under contention, 0.15-0.54×; one alone costs the same (0.99×). On a GPU the
+#: steps collapse under contention, 0.15-0.54×; one alone costs the same (0.99×); in
+#: ``benchmarks/study_cost.py`` a study's retrains took 0.84× (test AUC within seed noise). On a GPU the
 #: default model at batch 512 is launch-bound, so M stacked models should cost close to one
 #: (reasoned, not measured: no GPU was available when this was chosen).
 STACK_BY_DEFAULT = True
