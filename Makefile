@@ -27,6 +27,7 @@ lint: venv
 	$(BIN)/ruff check fmpbench tests benchmarks
 
 bench: venv
+	$(BIN)/pip install -q -e ".[bench]"  # polars, the preparation benchmark's reference
 	$(BIN)/python benchmarks/trainer_throughput.py --json benchmarks/results/trainer_throughput_cpu.json
 	$(BIN)/python benchmarks/prepare_throughput.py --json benchmarks/results/prepare_throughput.json
 	$(BIN)/python benchmarks/grid_jobs.py --json benchmarks/results/grid_jobs.json
