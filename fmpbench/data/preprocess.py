@@ -386,7 +386,7 @@ class _TrainTally:
 
 class _OneAhead:
     """Runs jobs in order on one background thread, at most one at a time, so that the caller
-    prepares the next job (parses the next chunk, encodes the next block) while this one runs;
+    prepares the next job (parses the next chunk, encodes the next one) while this one runs;
     ``submit`` waits for, and re-raises from, the job before."""
 
     def __init__(self) -> None:
@@ -398,6 +398,7 @@ class _OneAhead:
         self._pending = self._thread.submit(fn, *args)
 
     def wait(self) -> None:
+        """Wait for the job in flight and re-raise its exception."""
         pending, self._pending = self._pending, None
         if pending is not None:
             pending.result()
