@@ -108,9 +108,13 @@ class _Baton:
                 groups.setdefault(key, []).append(parked)
         for members in groups.values():
             context = members[0].context
-            train, valid = context.tensors(members[0].data)
-            results = fit_stacked([p.model for p in members], [p.fields for p in members], train, valid,
-                                  context.train_config, context.seed)
+            results: list[TrainResult | BaseException]
+            try:
+                train, valid = context.tensors(members[0].data)
+                results = list(fit_stacked([p.model for p in members], [p.fields for p in members], train, valid,
+                                           context.train_config, context.seed))
+            except Exception as exc:  # noqa: BLE001 - fails these rows (raised in their tasks), not the grid
+                results = [exc] * len(members)
             for parked, result in zip(members, results):
                 parked.result = result
                 parked.stacked_with = [p.task for p in members if p is not parked]
