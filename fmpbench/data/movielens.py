@@ -6,8 +6,9 @@ value), year (from the title), hour and weekday (UTC, from the timestamp). ``min
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -139,28 +140,9 @@ class MovieLensReader(RawReader):
 
     def batches(self, chunk_rows: int) -> Iterator[Batch]:
         u_ids, u_attr, m_ids, m_attr = self._lookup()
-        rows: list[tuple[int, int, int, int]] = []
-        total = 0
-        for i, line in iter_lines(self.ratings, "latin-1"):
-            if not line:
-                continue
-            parts = line.split("::")
-            err = self._rating_error(parts, u_ids, m_ids)
-            if err is not None:
-                if self.skip_bad_rows:
-                    self.skips.add(f"line {i}: {err}")
-                    continue
-                raise DataError(f"movielens {self.ratings.name} line {i}: {err}")
-            rows.append((int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3])))
-            if len(rows) >= chunk_rows:
-                total += len(rows)
-                yield self._batch(rows, u_ids, u_attr, m_ids, m_attr)
-                rows = []
-        if rows:
-            total += len(rows)
+        errors = functools.partial(self._rating_error, u_ids=u_ids, m_ids=m_ids)
+        for rows in rating_chunks(self, self.ratings, "::", errors, chunk_rows):
             yield self._batch(rows, u_ids, u_attr, m_ids, m_attr)
-        if total == 0:
-            raise DataError(f"movielens {self.ratings}: no data rows")
 
     @staticmethod
     def _batch(
@@ -187,6 +169,38 @@ class MovieLensReader(RawReader):
             "weekday": (ts // 86400 + 3) % 7,  # 1970-01-01 was a Thursday; Mon=0
         }
         return Batch((rating > 3).astype(np.float32), cols)
+
+
+def rating_chunks(
+    reader: RawReader, ratings: Path, sep: str, rating_error: Callable[[list[str]], str | None], chunk_rows: int
+) -> Iterator[list[tuple[int, int, int, int]]]:
+    """``(user, movie, rating, timestamp)`` rows of ``ratings`` (Latin-1, ``sep``-separated), ``chunk_rows`` a list.
+
+    A line ``rating_error`` names is skipped into ``reader.skips`` under ``skip_bad_rows``, else raised;
+    the MovieLens-1M and -100K readers share this loop.
+    """
+    rows: list[tuple[int, int, int, int]] = []
+    total = 0
+    for i, line in iter_lines(ratings, "latin-1"):
+        if not line:
+            continue
+        parts = line.split(sep)
+        err = rating_error(parts)
+        if err is not None:
+            if reader.skip_bad_rows:
+                reader.skips.add(f"line {i}: {err}")
+                continue
+            raise DataError(f"{reader.dataset} {ratings.name} line {i}: {err}")
+        rows.append((int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3])))
+        if len(rows) >= chunk_rows:
+            total += len(rows)
+            yield rows
+            rows = []
+    if rows:
+        total += len(rows)
+        yield rows
+    if total == 0:
+        raise DataError(f"{reader.dataset} {ratings}: no data rows")
 
 
 def _contains(sorted_ids: np.ndarray, value: int) -> bool:

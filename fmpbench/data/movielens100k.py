@@ -9,6 +9,7 @@ from the timestamp in UTC. Label ``rating > 3``, as for ML-1M.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import pyarrow as pa
 
 from fmpbench.data import movielens
 from fmpbench.data.errors import DataError
-from fmpbench.data.movielens import COUNT_RE, YEAR_RE
+from fmpbench.data.movielens import COUNT_RE, YEAR_RE, rating_chunks
 from fmpbench.data.rawio import check_file, iter_lines
 from fmpbench.data.readers import Batch, Column, RawReader, single_raw
 from fmpbench.data.spec import DatasetSpec
@@ -93,28 +94,9 @@ class MovieLens100KReader(RawReader):
 
     def batches(self, chunk_rows: int) -> Iterator[Batch]:
         users, items = self._lookup()
-        rows: list[tuple[int, int, int, int]] = []
-        total = 0
-        for i, line in iter_lines(self.ratings, "latin-1"):
-            if not line:
-                continue
-            parts = line.split("\t")
-            err = self._rating_error(parts, users, items)
-            if err is not None:
-                if self.skip_bad_rows:
-                    self.skips.add(f"line {i}: {err}")
-                    continue
-                raise DataError(f"movielens100k {self.ratings.name} line {i}: {err}")
-            rows.append((int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3])))
-            if len(rows) >= chunk_rows:
-                total += len(rows)
-                yield self._batch(rows, users, items)
-                rows = []
-        if rows:
-            total += len(rows)
+        errors = functools.partial(self._rating_error, users=users, items=items)
+        for rows in rating_chunks(self, self.ratings, "\t", errors, chunk_rows):
             yield self._batch(rows, users, items)
-        if total == 0:
-            raise DataError(f"movielens100k {self.ratings}: no data rows")
 
     @staticmethod
     def _rating_error(parts: list[str], users: dict, items: dict) -> str | None:
