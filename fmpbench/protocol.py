@@ -298,6 +298,11 @@ def retrain_key(row: Row, fields: np.ndarray, data: PreparedData, context: Searc
     return stable_hash(identity)
 
 
+def retrain_outcome(run_id: str, result: dict[str, Any]) -> dict[str, Any]:
+    """What the ledger keeps of a finished retrain: the run that trained it and its ``RETRAIN_FIELDS``."""
+    return {"run_id": run_id, **{name: result.get(name) for name in RETRAIN_FIELDS}}
+
+
 #: :meth:`RetrainLedger.acquire`'s answer while another live process of this host trains that retrain
 BUSY = "busy"
 
@@ -341,7 +346,7 @@ class RetrainLedger:
         return found  # type: ignore[return-value]
 
     def finish(self, key: str, run_id: str, result: dict[str, Any]) -> None:
-        self.store[key] = {"run_id": run_id, **{name: result.get(name) for name in RETRAIN_FIELDS}}
+        self.store[key] = retrain_outcome(run_id, result)
 
     def abandon(self, key: str) -> None:
         """Give up a claim (the retrain failed): a process waiting for it then trains it itself."""
@@ -358,7 +363,7 @@ def finished_retrains(results_dir: Path, with_predictions: bool) -> dict[str, di
             continue
         if with_predictions and not predictions_path(results_dir, record["run_id"]).is_file():
             continue
-        found[key] = {"run_id": record["run_id"], **{name: record.get(name) for name in RETRAIN_FIELDS}}
+        found[key] = retrain_outcome(record["run_id"], record)
     return found
 
 

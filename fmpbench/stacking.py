@@ -26,6 +26,7 @@ import numpy as np
 from fmpbench.data.prepared import PreparedData
 from fmpbench.models import CTRModel
 from fmpbench.protocol import BUSY, ExperimentConfig, Predictions, RetrainLedger, Task, iter_task_outputs, task_rows
+from fmpbench.protocol import _fit_model as fit_alone
 from fmpbench.selectors import SearchContext
 from fmpbench.training import TrainResult
 from fmpbench.training.stacked import fit_stacked, stack_shape, unstackable_reason
@@ -80,8 +81,7 @@ class _Baton:
 
         def fit(model: CTRModel, data: PreparedData, fields: np.ndarray, context: SearchContext) -> TrainResult:
             if unstackable_reason(model) is not None:
-                train, valid = context.tensors(data, fields)
-                return context.trainer().fit(model, train, valid)
+                return fit_alone(model, data, fields, context)
             parked = _Parked(index, model, np.asarray(fields), data, context)
             with self.cond:
                 self.parked[index] = parked
