@@ -361,7 +361,7 @@ class TabularReader(RawReader):
                     if not self.skip_bad_rows:
                         raise DataError(msg)
                     self.skips.add(msg)
-                self.skips.count += int(bad.sum()) - min(int(bad.sum()), 5)
+                self.skips.count += max(0, int(bad.sum()) - 5)  # the first 5 were added above
                 rb = rb.filter(pa.array(~bad))
             first += len(bad)
             if rb.num_rows:
@@ -373,7 +373,7 @@ class TabularReader(RawReader):
             kind = self.kinds[name]
             if kind != "categorical":
                 col = self._present(rb.column(name))
-                if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                if _is_text(col):
                     pattern = _INT_TEXT if kind == "integer" else _FLOAT_TEXT
                     yield name, to_numpy(pc.fill_null(pc.match_substring_regex(col, pattern), True))
                 elif kind == "integer" and pa.types.is_floating(col.type):
@@ -383,7 +383,7 @@ class TabularReader(RawReader):
 
     def _present(self, col: pa.Array) -> pa.Array:
         """The column with every missing-value token as null."""
-        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        if _is_text(col):
             return pc.if_else(pc.is_in(col, value_set=self.missing), pa.scalar(None, col.type), col)
         return col
 
@@ -428,8 +428,12 @@ class TabularReader(RawReader):
         return out
 
 
+def _is_text(col: pa.Array) -> bool:
+    return pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
+
+
 def _label_ok(col: pa.Array) -> np.ndarray:
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+    if _is_text(col):
         ok = pc.is_in(pc.utf8_trim_whitespace(col), value_set=pa.array(["0", "1"]))
     elif pa.types.is_boolean(col.type):
         ok = pc.is_valid(col)
@@ -441,14 +445,14 @@ def _label_ok(col: pa.Array) -> np.ndarray:
 
 
 def _label_values(col: pa.Array) -> np.ndarray:
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+    if _is_text(col):
         return to_numpy(pc.equal(pc.utf8_trim_whitespace(col), "1")).astype(np.float32)
     return to_numpy(pc.cast(col, pa.float32()))
 
 
 def _numbers(col: pa.Array, dtype: type) -> tuple[np.ndarray, np.ndarray]:
     """``(values, missing)`` of a checked integer or numeric column (text, integer or float typed)."""
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+    if _is_text(col):
         col = pc.utf8_trim_whitespace(col)
     arrow_type = pa.int64() if dtype is np.int64 else pa.float64()
     # a float column of an integer field holds whole numbers (checked): the unsafe cast only drops ".0"
