@@ -209,6 +209,11 @@ def _best(values: pd.Series, digits: int, highest: bool = True) -> set:
     return set(shown[shown == target].index)
 
 
+def _row_head(row: tuple) -> list[Cell]:
+    """The dataset, k, method and seed-count cells that open every per-(dataset, k, method) row."""
+    return [Cell(row.block), Cell(str(row.k)), Cell(row.label), Cell(str(row.n))]
+
+
 # --------------------------------------------------------------------------------------------------
 # The five tables
 # --------------------------------------------------------------------------------------------------
@@ -240,7 +245,7 @@ def main_results_table(main: pd.DataFrame) -> Table:
                 vs_best = Cell(fmt_effect(row.delta_best, row.ci_low_best, row.ci_high_best), marks=marks)
                 p_best = Cell(fmt_p(row.p_t_best))
             table.rows.append([
-                Cell(row.block), Cell(str(row.k)), Cell(row.label), Cell(str(row.n)),
+                *_row_head(row),
                 Cell(fmt_pm(row.auc_mean, row.auc_std), bold=row.label in best_auc, marks=auc_marks),
                 Cell(fmt_pm(row.logloss_mean, row.logloss_std), bold=row.label in best_ll),
                 Cell(fmt_num(row.gauc_mean, 4) if _finite(row.gauc_mean) else ""),
@@ -294,7 +299,7 @@ def efficiency_table(eff: pd.DataFrame) -> Table:
         full_flops = row.flops_per_sample_full
         flops_share = 100.0 * row.flops_per_sample / full_flops if full_flops else math.nan
         table.rows.append([
-            Cell(row.block), Cell(str(row.k)), Cell(row.label), Cell(str(row.n)),
+            *_row_head(row),
             Cell(fmt_int(row.embedding_params)), Cell(fmt_int(row.dense_params)), Cell(fmt_num(share, 1)),
             Cell(fmt_int(row.flops_per_sample)), Cell(fmt_num(flops_share, 1)),
             Cell(fmt_seconds(row.search_seconds)), Cell(fmt_seconds(row.retrain_seconds)),
@@ -327,7 +332,7 @@ def user_grouped_table(users: pd.DataFrame) -> Table:
         best_ndcg = _best(group.set_index("label")["ndcg10_mean"], 4)
         for row in group.itertuples():
             table.rows.append([
-                Cell(row.block), Cell(str(row.k)), Cell(row.label), Cell(str(row.n)),
+                *_row_head(row),
                 Cell(fmt_pm(row.gauc_mean, row.gauc_std), bold=row.label in best_gauc),
                 Cell(fmt_pm(row.ndcg10_mean, row.ndcg10_std), bold=row.label in best_ndcg),
                 Cell(fmt_count(row.gauc_users)), Cell(fmt_count(row.gauc_users_skipped)),
@@ -370,7 +375,7 @@ def recovery_table(rec: pd.DataFrame) -> Table:
             for row in group.itertuples()
         ]
         for row, cells in zip(group.itertuples(), cells_of, strict=True):
-            table.rows.append([Cell(row.block), Cell(str(row.k)), Cell(row.label), Cell(str(row.n)), *cells])
+            table.rows.append([*_row_head(row), *cells])
     table.notes = [
         "Truth is the planted structure stored in each record (fmpbench.data.synthetic; on stand-ins, the "
         "documented schema): strong, weak (one near the noise floor), interaction-only pairs (Zipf margins, "
