@@ -199,7 +199,7 @@ def test_shufflegate_sparsity_pushes_useless_gates_below_useful_ones(data):
 def test_shufflegate_penalty_is_zero_without_sparsity(data):
     base = ShuffleGateSelector(search_epochs=1, early_stopping=False, sparsity=0.0)
     search = base.search(data, context())
-    assert search.hooks.penalty().item() == 0.0
+    assert search.hooks.validation_penalty().item() == 0.0
     with pytest.raises(ValueError, match="sparsity"):
         ShuffleGateSelector(sparsity=-1.0).fit(data, context())
     with pytest.raises(ValueError, match="update_every"):

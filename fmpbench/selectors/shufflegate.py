@@ -55,12 +55,9 @@ class ShuffleGateHooks(ValidationGateHooks):
         self.theta = gate.theta
         self.sparsity = sparsity
 
-    def penalty(self) -> torch.Tensor:
+    def validation_penalty(self) -> torch.Tensor:
         """The sparsity pressure λ · mean_f g_f."""
         return self.sparsity * torch.sigmoid(self.theta).mean()
-
-    def validation_penalty(self) -> torch.Tensor:
-        return self.penalty()
 
     def describe(self) -> dict[str, Any]:
         with torch.no_grad():
