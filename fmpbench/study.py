@@ -120,9 +120,9 @@ def _settings(path: Path, grid: dict[str, Any], backbone: str) -> tuple[TrainCon
     train = dict(tables["train"])
     params = dict(tables["backbone_params"])
     for key, value in grid.items():
-        target, name = (train, TRAIN_KEYS[key]) if key in TRAIN_KEYS else (params, key)
         if key not in TRAIN_KEYS and key not in BACKBONE_KEYS:
             continue
+        target, name = (train, TRAIN_KEYS[key]) if key in TRAIN_KEYS else (params, key)
         if name in target:
             raise StudyError(f"{path}: [grid] {key} is also set in its table; set it once")
         target[name] = value

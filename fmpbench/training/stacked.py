@@ -214,12 +214,16 @@ def fit_stacked(
         outcomes[member] = TrainResult(p.best_auc, p.best_epoch, epoch, p.steps, p.seconds, p.history)
         p.best_state = None
 
+    def member_losses(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each member's mean training loss on the batch, ``[M]``."""
+        logits = stack.forward(x, training=True)
+        return F.binary_cross_entropy_with_logits(logits, y.expand_as(logits), reduction="none").mean(1)
+
     _sync(device)
     for epoch in range(1, max_epochs + 1):
         start = time.perf_counter()
         for x, y in train.shuffled_batches(config.batch_size, generator):
-            logits = stack.forward(x, training=True)
-            losses = F.binary_cross_entropy_with_logits(logits, y.expand_as(logits), reduction="none").mean(1)
+            losses = member_losses(x, y)
             finite = torch.isfinite(losses)
             if not bool(finite.all()):
                 bad = {int(i) for i in torch.nonzero(~finite).flatten()}
@@ -231,8 +235,7 @@ def fit_stacked(
                 dense_opt = stack.drop(bad, dense_opt)
                 if not stack.members:
                     break
-                logits = stack.forward(x, training=True)
-                losses = F.binary_cross_entropy_with_logits(logits, y.expand_as(logits), reduction="none").mean(1)
+                losses = member_losses(x, y)
             sparse_opt.zero_grad(set_to_none=True)
             dense_opt.zero_grad(set_to_none=True)
             losses.sum().backward()
