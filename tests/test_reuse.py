@@ -123,3 +123,18 @@ def test_retrains_trained_twice_at_once_are_counted(tmp_path, monkeypatch, train
     run_grid(build_tasks(["none", "random", "lasso"], [0], ALL), CONFIG, DATA, tmp_path, stream=stream)
     assert len(trainings) == 3
     assert "2 retrains were trained twice, by workers on different hosts at once" in stream.getvalue()
+
+
+def test_a_reused_row_takes_every_field_its_retrain_determines(tmp_path, monkeypatch):
+    """RETRAIN_FIELDS is what the ledger copies: it must be exactly what a retrain produces."""
+    produced: list[set[str]] = []
+    train = protocol._train_and_test
+
+    def spy(*args, **kwargs):
+        result, predictions = train(*args, **kwargs)
+        produced.append(set(result))
+        return result, predictions
+
+    monkeypatch.setattr(protocol, "_train_and_test", spy)
+    _grid(tmp_path, ["none"])
+    assert produced == [set(RETRAIN_FIELDS)]
