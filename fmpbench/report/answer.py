@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from fmpbench.report.load import LoadedResults, is_variant
-from fmpbench.report.summary import REFERENCE, is_baseline, label_sort_key
+from fmpbench.report.summary import REFERENCE, is_baseline, sort_rows
 from fmpbench.report.tables import DASH, Cell, Table, fmt_delta, fmt_num, fmt_p
 from fmpbench.stats import EQUIVALENCE_THRESHOLD
 
@@ -123,11 +123,7 @@ def drop_list(main: pd.DataFrame, loaded: LoadedResults) -> DropList:
         rows.append({**base, "k": int(best["k"]), "safe": True, "basis": _basis(best),
                      "delta_none": float(best["delta_none"]), "p_t_none": float(best["p_t_none"]),
                      "n": int(best["n"]), "dropped": dropped, "drop_share": share, "jaccard": jaccard, "reason": ""})
-    per_method = pd.DataFrame(rows, columns=PER_METHOD_COLUMNS)
-    if not per_method.empty:
-        order = per_method["label"].map(label_sort_key)
-        per_method = (per_method.assign(_o=order).sort_values(["block", "_o"], kind="stable")
-                      .drop(columns="_o").reset_index(drop=True))
+    per_method = sort_rows(pd.DataFrame(rows, columns=PER_METHOD_COLUMNS), ["block"])
     return DropList(per_method, _consensus(per_method))
 
 

@@ -184,7 +184,7 @@ def efficiency_summary(loaded: LoadedResults) -> pd.DataFrame:
     out = grouped[list(EFFICIENCY_FIELDS)].mean()
     out.insert(0, "n", grouped.size())
     out = out.reset_index()
-    return _sorted(out, ["block", "k"])
+    return sort_rows(out, ["block", "k"])
 
 
 USER_GROUPED_COLUMNS = ["block", "k", "label", "n", "gauc_mean", "gauc_std", "ndcg10_mean", "ndcg10_std",
@@ -211,10 +211,11 @@ def user_grouped_summary(loaded: LoadedResults) -> pd.DataFrame:
             "gauc_mean": gauc_mean, "gauc_std": gauc_std, "ndcg10_mean": ndcg_mean, "ndcg10_std": ndcg_std,
             "gauc_users": float(g["gauc_users"].mean()), "gauc_users_skipped": float(g["gauc_users_skipped"].mean()),
         })
-    return _sorted(pd.DataFrame(rows, columns=USER_GROUPED_COLUMNS), ["block", "k"])
+    return sort_rows(pd.DataFrame(rows, columns=USER_GROUPED_COLUMNS), ["block", "k"])
 
 
-def _sorted(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+def sort_rows(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Rows ordered by ``keys``, then by method (``label_sort_key``); a fresh index."""
     order = df["label"].map(label_sort_key)
     return (df.assign(_order=order).sort_values([*keys, "_order"], kind="stable")
             .drop(columns="_order").reset_index(drop=True))
@@ -281,7 +282,7 @@ def recovery_summary(loaded: LoadedResults) -> pd.DataFrame:
         for f in RECOVERY_FIELDS:
             row[f"{f}_mean"], row[f"{f}_std"] = stats.mean_std(g[f])
         out.append(row)
-    return _sorted(pd.DataFrame(out, columns=columns), ["block", "k"])
+    return sort_rows(pd.DataFrame(out, columns=columns), ["block", "k"])
 
 
 # --------------------------------------------------------------------------------------------------
