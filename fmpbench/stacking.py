@@ -12,10 +12,16 @@ pipelines, matched baselines, other backbones) train as before, in their task's 
 Each stacked row's record adds ``stack_size`` and ``stacked_with`` (the run ids trained beside it);
 its ``retrain_seconds`` is its share of the stack's time. Two tasks whose retrain is the same model
 (one retrain key) still train it once: the second waits, without the baton, until the first records it.
+
+When the driver stops early (an interrupt, a failed task) it stops every task thread and joins them
+before it returns: a daemon thread still inside torch when the interpreter exits is torn down through
+C++ frames, which aborts the process ("terminate called without an active exception", exit −6)
+instead of the interrupted run's exit 130.
 """
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +45,19 @@ from fmpbench.training.stacked import fit_stacked, stack_shape, unstackable_reas
 #: default model at batch 512 is launch-bound, so M stacked models should cost close to one
 #: (reasoned, not measured: no GPU was available when this was chosen).
 STACK_BY_DEFAULT = True
+
+
+class _Stopped(BaseException):
+    """Raised in a task thread to end it when the driver stops early; a ``BaseException``, like an
+    interrupt, so that the protocol does not record it as the failure of a row and go on."""
+
+
+def _raise_in(thread: threading.Thread, exc: type[BaseException]) -> None:
+    """Raise ``exc`` in ``thread`` at its next Python instruction (CPython's ``PyThreadState_SetAsyncExc``):
+    the thread holding the baton is inside a search or a training loop, which returns to Python between
+    torch calls, so it stops within one operation."""
+    if thread.ident is not None and thread.is_alive():
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc))
 
 
 @dataclass
@@ -65,10 +84,13 @@ class _Baton:
         self.done: set[int] = set()
         self.count = count
         self.stacks: dict[tuple[int, int], _Parked] = {}  # (task, k) → its parked retrain, once trained
+        self.stopping = False
 
     def take(self, index: int) -> None:
-        """Block until it is task ``index``'s turn (called with ``cond`` held)."""
-        self.cond.wait_for(lambda: self.turn == index)
+        """Block until it is task ``index``'s turn (called with ``cond`` held); raise once the driver stops."""
+        self.cond.wait_for(lambda: self.turn == index or self.stopping)
+        if self.stopping:
+            raise _Stopped
 
     def give(self, index: int) -> None:
         """End task ``index``'s turn and wait for the next (called with ``cond`` held)."""
@@ -155,6 +177,12 @@ def _seed_outputs(
     errors: list[BaseException] = []
 
     def work(index: int) -> None:
+        try:
+            run_task(index)
+        except _Stopped:  # delivered while the task was already ending: nothing left to do
+            pass
+
+    def run_task(index: int) -> None:
         task_ledger = _BatonLedger(ledger, baton, index)
         try:
             with baton.cond:
@@ -175,6 +203,15 @@ def _seed_outputs(
         thread.start()
     retrain_ids = {(i, row.k): row.run_id for i, task in enumerate(tasks)
                    for row in task_rows(task, config, data) if row.kind == "retrain"}
+    try:
+        yield from _drive(tasks, baton, outputs, errors, retrain_ids)
+    finally:
+        _stop(baton, threads)
+
+
+def _drive(tasks: list[Task], baton: _Baton, outputs: list[list[tuple[dict[str, Any], Predictions]]],
+           errors: list[BaseException], retrain_ids: dict) -> Iterator[tuple[dict[str, Any], Predictions]]:
+    """Hand the baton round until every task has ended, training the parked retrains in between."""
     with baton.cond:
         while len(baton.done) < len(tasks):
             runnable = baton.runnable()
@@ -194,6 +231,16 @@ def _seed_outputs(
                 for record, predictions in produced:
                     yield _annotated(record, index, baton, retrain_ids), predictions
                 produced.clear()
+
+
+def _stop(baton: _Baton, threads: list[threading.Thread]) -> None:
+    """End every task thread: the waiting ones raise at their next baton call, the running one at once."""
+    with baton.cond:
+        baton.stopping = True
+        running = baton.turn
+        baton.cond.notify_all()
+    if running is not None:
+        _raise_in(threads[running], _Stopped)
     for thread in threads:
         thread.join()
 

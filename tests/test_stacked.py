@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import numpy as np
 import pytest
 import torch
 
 from fmpbench.grid import build_tasks, run_grid
-from fmpbench.protocol import ExperimentConfig
+from fmpbench.protocol import ExperimentConfig, RetrainLedger
 from fmpbench.results import iter_records
 from fmpbench.selectors import SearchContext
+from fmpbench.stacking import _Baton, _stop, _Stopped, iter_stacked_outputs
 from fmpbench.training import SplitTensors, TrainConfig, evaluate
 from fmpbench.training.stacked import _dropout, _Stack, fit_stacked, unstackable_reason
 
@@ -188,3 +191,34 @@ def test_a_stacked_grid_still_trains_a_duplicated_retrain_once(tmp_path, tiny_sy
     assert len(trained) == 1 and trained[0]["stack_size"] == 1
     assert all(r["reused_from"] == trained[0]["run_id"] for r in records if r is not trained[0])
     assert {r["test_auc"] for r in records} == {trained[0]["test_auc"]}
+
+
+def _task_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("fmpbench-stack-")]
+
+
+def test_a_driver_stopped_early_leaves_no_task_thread(tiny_synthetic):
+    """An interrupted grid must not leave task threads inside torch: at exit they abort the process (−6)."""
+    outputs = iter_stacked_outputs(build_tasks(["random", "lasso", "pca"], [0], (4, 8)), GRID,
+                                   lambda seed: tiny_synthetic, frozenset(), RetrainLedger())
+    record, _ = next(outputs)
+    assert record["status"] == "ok" and _task_threads()
+    outputs.close()
+    assert not _task_threads()
+
+
+def test_stop_ends_the_thread_that_holds_the_baton_mid_computation():
+    baton, ended = _Baton(1), threading.Event()
+    baton.turn = 0
+
+    def busy() -> None:
+        try:
+            while True:  # a search or training loop: Python between native calls
+                time.sleep(0.001)
+        except _Stopped:
+            ended.set()
+
+    thread = threading.Thread(target=busy, daemon=True)
+    thread.start()
+    _stop(baton, [thread])
+    assert ended.is_set() and not thread.is_alive()
