@@ -169,8 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="every search sees a seeded sample of N training rows (validation whole; the retrain uses "
                           "all rows); default: all rows (README: 'Search fidelity')")
     run.add_argument("--stack-retrains", action=argparse.BooleanOptionalAction, default=None,
-                     help="train each k's mlp retrains of a seed's methods as one stacked model (with --jobs 1, "
-                          "local executor); default: on (fmpbench.stacking.STACK_BY_DEFAULT)")
+                     help="train each k's mlp retrains of a seed's methods as one stacked model (every executor; "
+                          "with --jobs N a process takes a seed's tasks, or a share of them when there are "
+                          "fewer seeds than jobs); default: on (fmpbench.stacking.STACK_BY_DEFAULT)")
     run.add_argument("--dry-run", action="store_true",
                      help="list every run (id, row, k, seed, finished or not) and train nothing")
     run.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE",

@@ -11,10 +11,9 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
-from functools import partial
 from multiprocessing.managers import SyncManager
 from pathlib import Path
 from typing import Any
@@ -79,6 +78,48 @@ def build_tasks(methods: Sequence[str], seeds: Sequence[int], ks: tuple[int, ...
         raise GridError("need at least one seed (--seeds must be ≥ 1)")
     by_cost = sorted(methods, key=lambda method: -expected_cost(method, ks))
     return [Task(method, seed, ks) for seed in seeds for method in by_cost]
+
+
+#: what one process (or Ray worker) runs at a time: one task, or the tasks of one seed stacked together
+Unit = tuple[Task, ...]
+
+
+def work_units(tasks: Sequence[Task], jobs: int, stack: bool) -> list[Unit]:
+    """The grid's tasks as units of work, in task order.
+
+    Without stacking every task is its own unit. With it, a unit holds tasks of one seed, whose
+    same-shape retrains then train as one stack (:mod:`fmpbench.stacking`): all of a seed's tasks
+    while there are at least ``jobs`` seeds, else each seed's tasks dealt over ``⌈jobs / seeds⌉``
+    units of about equal expected cost (longest first), so that no process idles while another
+    stacks a whole seed — smaller stacks, but every core busy.
+    """
+    if not stack:
+        return [(task,) for task in tasks]
+    seeds = list(dict.fromkeys(task.seed for task in tasks))
+    parts = max(1, -(-jobs // max(len(seeds), 1)))
+    units: list[Unit] = []
+    for seed in seeds:
+        of_seed = sorted((t for t in tasks if t.seed == seed), key=lambda t: -expected_cost(t.method, t.ks))
+        bins: list[list[Task]] = [[] for _ in range(min(parts, len(of_seed)))]
+        loads = [0.0] * len(bins)
+        for task in of_seed:
+            lightest = loads.index(min(loads))
+            bins[lightest].append(task)
+            loads[lightest] += expected_cost(task.method, task.ks)
+        order = {task: i for i, task in enumerate(tasks)}
+        units += [tuple(sorted(b, key=order.__getitem__)) for b in bins]
+    return units
+
+
+def unit_outputs(
+    unit: Unit, config: ExperimentConfig, data: PreparedData, skip: frozenset[str], ledger: RetrainLedger, stack: bool
+) -> Iterator[tuple[dict[str, Any], Predictions]]:
+    """The outputs of a unit's tasks (all of one seed's data when stacked): stacked, or one task after another."""
+    if stack:
+        yield from iter_stacked_outputs(unit, config, lambda seed: data, skip, ledger)
+        return
+    for task in unit:
+        yield from iter_task_outputs(task, config, data, skip, ledger)
 
 
 @dataclass
@@ -205,9 +246,10 @@ def _ledger_manager() -> SyncManager:
 
 
 def _worker_run(
-    task: Task, config: ExperimentConfig, skip: frozenset[str], data: PreparedData | DataRef, ledger: RetrainLedger
+    unit: Unit, config: ExperimentConfig, skip: frozenset[str], data: PreparedData | DataRef, ledger: RetrainLedger,
+    stack: bool,
 ) -> list[tuple[dict[str, Any], Predictions]]:
-    """Run one task in a worker and hand its outputs back to the process that writes records.
+    """Run one unit in a worker and hand its outputs back to the process that writes records.
 
     A worker gets a :class:`DataRef` and loads exactly that data (memory-mapped, or regenerated),
     once per worker and fingerprint.
@@ -216,7 +258,7 @@ def _worker_run(
         data = _cached_data(data)
     if _WORKER_DEVICE is not None:
         config = on_device(config, _WORKER_DEVICE)
-    return list(iter_task_outputs(task, config, data, skip, ledger))
+    return list(unit_outputs(unit, config, data, skip, ledger, stack))
 
 
 _WORKER_DATA: dict[str, PreparedData] = {}
@@ -260,13 +302,14 @@ def run_grid(
 ) -> GridOutcome:
     """Run every task, skipping finished runs when ``resume`` is set.
 
-    ``stack_retrains`` (``jobs == 1``, local executor) trains the same-shape retrains of each seed's
-    tasks as one stacked model (:mod:`fmpbench.stacking`); elsewhere each retrain trains on its own.
+    ``stack_retrains`` trains the same-shape retrains of each seed's tasks as one stacked model
+    (:mod:`fmpbench.stacking`) under every executor: a process runs a seed's tasks together, or a
+    share of them when there are fewer seeds than jobs (:func:`work_units`).
 
     ``data`` is the dataset of every task, or a mapping from each seed to its own data (a study whose
     seeds draw their own splits, :func:`fmpbench.data.refs.with_split_seed`).
 
-    ``jobs == 1`` with the local executor runs in this process. ``jobs > 1`` runs that many tasks at a
+    ``jobs == 1`` with the local executor runs in this process. ``jobs > 1`` runs that many units at a
     time — this process and ``jobs - 1`` worker processes — each with its share of the cores.
     ``executor="ray"`` sends tasks to a Ray cluster (``ray_address``; a local one is started when
     None). Workers return records to this process, which alone writes them, so results and
@@ -324,28 +367,31 @@ def run_grid(
 
     declined: list[str] = []
 
-    def claim(task: Task) -> bool:
-        unfinished = [r.run_id for r in rows_of[task] if r.run_id not in finished]
-        if claims.take(unfinished):
-            return True
-        declined.extend(unfinished)
-        return False
+    def claim(unit: Unit) -> Unit:
+        """The tasks of ``unit`` whose unfinished runs this process could claim."""
+        taken = []
+        for task in unit:
+            unfinished = [r.run_id for r in rows_of[task] if r.run_id not in finished]
+            if claims.take(unfinished):
+                taken.append(task)
+            else:
+                declined.extend(unfinished)
+        return tuple(taken)
 
+    units = work_units(pending, jobs, stack_retrains)
     try:
         if executor == "ray":
-            _run_ray([t for t in pending if claim(t)], config, data, finished, jobs, ray_address, write, known)
-        elif jobs == 1 and stack_retrains:
-            claimed = [task for task in pending if claim(task)]
-            write(iter_stacked_outputs(claimed, config, partial(data_for, data), finished, RetrainLedger(dict(known))))
+            claimed = [unit for unit in map(claim, units) if unit]
+            _run_ray(claimed, config, data, finished, jobs, ray_address, write, known, stack_retrains)
         elif jobs == 1:
             ledger = RetrainLedger(dict(known))
-            for task in pending:
-                if claim(task):
-                    write(iter_task_outputs(task, config, data_for(data, task.seed), finished, ledger))
+            for unit in units:
+                if taken := claim(unit):
+                    write(unit_outputs(taken, config, data_for(data, taken[0].seed), finished, ledger, stack_retrains))
         else:
             with _ledger_manager() as manager:
                 ledger = RetrainLedger(manager.dict(known))
-                _LocalPool(pending, config, finished, jobs, write, claim, ledger).run(data)
+                _LocalPool(units, config, finished, jobs, write, claim, ledger, stack_retrains).run(data)
         for held in [output for outputs in waiting.values() for output in outputs]:  # a source that never came
             write_record(results_dir, *held)
             records.append(held[0])
@@ -362,27 +408,29 @@ def run_grid(
 
 
 class _LocalPool:
-    """``jobs`` tasks at a time: this process runs tasks itself beside ``jobs - 1`` spawned workers.
+    """``jobs`` units at a time: this process runs units itself beside ``jobs - 1`` spawned workers.
 
     This process has already paid for its imports and its data, so it starts work at once while the
-    workers start up, instead of idling until they are ready. Tasks go to whichever is free first —
-    a worker (fed by a background thread, one task per idle worker, so none sits queued behind a
-    long task) or this process — and every record is written here, under one lock.
+    workers start up, instead of idling until they are ready. Units (:func:`work_units`) go to
+    whichever is free first — a worker (fed by a background thread, one unit per idle worker, so none
+    sits queued behind a long one) or this process — and every record is written here, under one lock.
     """
 
     def __init__(
         self,
-        tasks: Sequence[Task],
+        units: Sequence[Unit],
         config: ExperimentConfig,
         finished: frozenset[str],
         jobs: int,
         write: Callable,
-        claim: Callable[[Task], bool],
+        claim: Callable[[Unit], Unit],
         ledger: RetrainLedger,
+        stack: bool,
     ) -> None:
-        self.queue = deque(tasks)
+        self.queue = deque(units)
+        self.stack = stack
         self.ledger = ledger  # shared with the workers (a manager's dict)
-        self.claim = claim  # a task is taken only once its runs are claimed (RunClaims)
+        self.claim = claim  # a unit is taken only once its runs are claimed (RunClaims)
         gpus = torch.cuda.device_count() if config.train_config.device == "cuda" else 0
         self.devices = worker_devices(config.train_config.device, jobs, gpus)
         self.config = on_device(config, self.devices[0])  # this process's; each worker takes its own
@@ -400,15 +448,16 @@ class _LocalPool:
         )
 
     def run(self, data: SeedData) -> None:
-        self.refs = {t.seed: ref_of(data_for(data, t.seed), self.config.data_dir) for t in self.queue}
+        self.refs = {u[0].seed: ref_of(data_for(data, u[0].seed), self.config.data_dir) for u in self.queue}
         first = self._start_workers()
         feeder = threading.Thread(target=self._feed_workers, args=(first,), name="fmpbench-feeder", daemon=True)
         feeder.start()
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
-            while (task := self._take()) is not None:
-                self._deliver(_worker_run(task, self.config, self.finished, data_for(data, task.seed), self.ledger))
+            while (unit := self._take()) is not None:
+                self._deliver(_worker_run(unit, self.config, self.finished, data_for(data, unit[0].seed), self.ledger,
+                                          self.stack))
             feeder.join()
             if self.error is not None:
                 raise self.error
@@ -419,11 +468,11 @@ class _LocalPool:
             torch.set_num_threads(previous)
         self.pool.shutdown()
 
-    def _take(self) -> Task | None:
+    def _take(self) -> Unit | None:
         with self.lock:
             while self.queue and not self.stopped:
-                if self.claim(task := self.queue.popleft()):
-                    return task
+                if unit := self.claim(self.queue.popleft()):
+                    return unit
             return None
 
     def _deliver(self, outputs: list[tuple[dict[str, Any], Predictions]]) -> None:
@@ -446,10 +495,10 @@ class _LocalPool:
                 signal.signal(signal.SIGINT, previous)
 
     def _fill(self, in_flight: set[Future]) -> set[Future]:
-        """Give every idle worker one task (none are queued ahead, so this process can still take them)."""
-        while len(in_flight) < self.workers and (task := self._take()) is not None:
-            in_flight.add(self.pool.submit(_worker_run, task, self.config, self.finished, self.refs[task.seed],
-                                           self.ledger))
+        """Give every idle worker one unit (none are queued ahead, so this process can still take them)."""
+        while len(in_flight) < self.workers and (unit := self._take()) is not None:
+            in_flight.add(self.pool.submit(_worker_run, unit, self.config, self.finished, self.refs[unit[0].seed],
+                                           self.ledger, self.stack))
         return in_flight
 
     def _feed_workers(self, in_flight: set[Future]) -> None:
@@ -477,7 +526,7 @@ class _LocalPool:
 
 
 def _run_ray(
-    tasks: Sequence[Task],
+    units: Sequence[Unit],
     config: ExperimentConfig,
     data: SeedData,
     finished: frozenset[str],
@@ -485,6 +534,7 @@ def _run_ray(
     address: str | None,
     write: Callable,
     known: dict[str, dict[str, Any]],
+    stack: bool,
 ) -> None:
     try:
         import ray
@@ -498,11 +548,11 @@ def _run_ray(
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     try:
         # the data goes into Ray's object store once; every worker on every node reads it from there
-        refs = {seed: ray.put(data_for(data, seed)) for seed in {task.seed for task in tasks}}
+        refs = {seed: ray.put(data_for(data, seed)) for seed in {unit[0].seed for unit in units}}
         threads = threads_per_worker(jobs) if not address else 1
         remote = ray.remote(num_cpus=threads)(_ray_task)
         ledger = RetrainLedger(_RayStore(ray.remote(num_cpus=0)(_RayDict).remote(known)))
-        pending = [remote.remote(task, config, finished, refs[task.seed], threads, ledger) for task in tasks]
+        pending = [remote.remote(unit, config, finished, refs[unit[0].seed], threads, ledger, stack) for unit in units]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             write(ray.get(done[0]))
@@ -512,11 +562,11 @@ def _run_ray(
 
 
 def _ray_task(
-    task: Task, config: ExperimentConfig, finished: frozenset[str], data: PreparedData, threads: int,
-    ledger: RetrainLedger,
+    unit: Unit, config: ExperimentConfig, finished: frozenset[str], data: PreparedData, threads: int,
+    ledger: RetrainLedger, stack: bool,
 ) -> list[tuple[dict[str, Any], Predictions]]:
     _init_worker(threads)
-    return _worker_run(task, config, finished, data, ledger)
+    return _worker_run(unit, config, finished, data, ledger, stack)
 
 
 class _RayDict:

@@ -156,7 +156,7 @@ class Study:
     backbone_params: dict[str, Any] = field(default_factory=dict)
     #: training rows each search sees (``run --search-rows``); None: all
     search_rows: int | None = None
-    #: ``run --stack-retrains`` (with ``jobs = 1``); default ``fmpbench.stacking.STACK_BY_DEFAULT``
+    #: ``run --stack-retrains``; default ``fmpbench.stacking.STACK_BY_DEFAULT``
     stack_retrains: bool = STACK_BY_DEFAULT
     save_predictions: bool = True
     executor: str = "local"

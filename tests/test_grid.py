@@ -222,7 +222,7 @@ def test_cuda_workers_go_round_robin_over_the_visible_gpus(monkeypatch):
     assert worker_devices("cpu", 2, 4) == ["cpu", "cpu"]
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
     config = on_device(CONFIG, "cuda")
-    pool = _LocalPool([], config, frozenset(), 4, print, lambda task: True, RetrainLedger())
+    pool = _LocalPool([], config, frozenset(), 4, print, lambda unit: unit, RetrainLedger(), stack=False)
     try:
         assert pool.devices == ["cuda:0", "cuda:1", "cuda:2", "cuda:0"]
         assert pool.config.train_config.device == "cuda:0"  # this process's

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from fmpbench.grid import build_tasks, run_grid
+from fmpbench.grid import build_tasks, expected_cost, run_grid, work_units
 from fmpbench.protocol import ExperimentConfig, RetrainLedger
 from fmpbench.results import iter_records
 from fmpbench.selectors import SearchContext
@@ -222,3 +222,37 @@ def test_stop_ends_the_thread_that_holds_the_baton_mid_computation():
     thread.start()
     _stop(baton, [thread])
     assert ended.is_set() and not thread.is_alive()
+
+
+def test_work_units_stack_a_seed_per_process_and_share_a_seed_when_seeds_are_few():
+    tasks = build_tasks(["none", "random", "lasso", "pca", "permutation"], [0, 1, 2], (4, 8))
+    assert work_units(tasks, 2, stack=False) == [(task,) for task in tasks]
+    per_seed = work_units(tasks, 2, stack=True)
+    assert per_seed == [tuple(t for t in tasks if t.seed == seed) for seed in (0, 1, 2)]
+    one_seed = build_tasks(["none", "random", "lasso", "pca", "permutation"], [0], (4, 8))
+    shared = work_units(one_seed, 2, stack=True)
+    assert len(shared) == 2 and sorted(t.method for unit in shared for t in unit) == sorted(t.method for t in one_seed)
+    costs = [sum(expected_cost(t.method, t.ks) for t in unit) for unit in shared]
+    heaviest = max(expected_cost(t.method, t.ks) for t in one_seed)
+    assert abs(costs[0] - costs[1]) <= heaviest  # dealt longest first: no unit carries two heavy tasks
+    assert all(list(unit) == [t for t in one_seed if t in unit] for unit in shared)  # task order kept
+
+
+def test_a_stacked_grid_under_jobs_writes_the_records_of_a_serial_stacked_one_and_resumes(tmp_path, tiny_synthetic):
+    methods, ks, seeds = ["random", "lasso", "pca"], (4, 8), [0, 1]
+    with open(os.devnull, "w") as quiet:
+        run_grid(build_tasks(methods, seeds, ks), GRID, tiny_synthetic, tmp_path / "serial", stream=quiet,
+                 stack_retrains=True)
+        outcome = run_grid(build_tasks(methods, seeds, ks), GRID, tiny_synthetic, tmp_path / "jobs", stream=quiet,
+                           stack_retrains=True, jobs=2)
+        again = run_grid(build_tasks(methods, seeds, ks), GRID, tiny_synthetic, tmp_path / "jobs", stream=quiet,
+                         stack_retrains=True, jobs=2, resume=True)
+    serial = {r["run_id"]: r for r in iter_records(tmp_path / "serial")}
+    jobs = {r["run_id"]: r for r in iter_records(tmp_path / "jobs")}
+    assert jobs.keys() == serial.keys() and not outcome.failed
+    for run_id, record in jobs.items():
+        assert record["stack_size"] == 3  # each seed's three methods stacked in the process that ran the seed
+        assert {jobs[other]["seed"] for other in record["stacked_with"]} == {record["seed"]}
+        assert record["selected_fields"] == serial[run_id]["selected_fields"]
+        assert record["test_auc"] == pytest.approx(serial[run_id]["test_auc"], abs=2e-3)  # no dropout: rounding
+    assert again.skipped == len(jobs) and not again.records

@@ -115,12 +115,25 @@ class _Stack:
         old = self.dense
         self.dense = [nn.Parameter(p.detach()[index].clone()) for p in old]
         group = dense_opt.param_groups[0]
-        opt = torch.optim.Adam(self.dense, lr=group["lr"], weight_decay=group["weight_decay"])
+        opt = dense_adam(self.dense, group["lr"], group["weight_decay"])
         for before, after in zip(old, self.dense):
             state = dense_opt.state.get(before)
             if state:
                 opt.state[after] = {key: v[index].clone() if v.dim() else v.clone() for key, v in state.items()}
         return opt
+
+
+def dense_adam(params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Adam:
+    """Adam for the stacked dense tensors, fused into one kernel where this torch has one for the device.
+
+    The stack's six ``[M, ...]`` tensors make the default per-tensor (foreach) step a fifth of a
+    stacked CPU step's non-GEMM time: 2.2 ms against 0.4 ms fused for M = 5 default MLPs on one core.
+    Fused Adam rounds differently (≤ 1 ulp a step), which a stack, already another draw, may do.
+    """
+    try:
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except RuntimeError:  # no fused kernel for this device in this torch (fused CPU Adam came in torch 2.4)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 def _dropout(h: torch.Tensor, p: float) -> torch.Tensor:
@@ -197,7 +210,7 @@ def fit_stacked(
     max_epochs = config.max_epochs if max_epochs is None else max_epochs
     stack = _Stack(models, field_sets, device)
     sparse_opt = RowSparseAdam([stack.table], lr=config.embed_lr, weight_decay=config.embed_weight_decay)
-    dense_opt = torch.optim.Adam(stack.dense, lr=config.lr, weight_decay=config.weight_decay)
+    dense_opt = dense_adam(stack.dense, config.lr, config.weight_decay)
     generator = torch.Generator().manual_seed(seed)
     progress = [_Progress([]) for _ in models]
     outcomes: list[TrainResult | TrainingDiverged | None] = [None] * len(models)
