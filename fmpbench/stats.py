@@ -16,6 +16,7 @@ Conventions
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -473,7 +474,24 @@ def plot_cd_diagram(
     ``ranks, sig_matrix, *, cd, alpha, ax, ...``): methods are placed at their average rank and
     groups not separated by Nemenyi at ``alpha`` are joined by a crossbar; ``cd`` optionally draws
     the critical-difference bar. Returns the dict of artists it created.
+
+    The methods go in as integer codes and their labels are written back afterwards: scikit-posthocs
+    finds the crossbars as Python sets of the index labels, and with strings their order — which
+    decides the level of two crossbars that start at the same rank — followed the interpreter's
+    string-hash seed, so the same results drew different figures from one run to the next.
     """
     import scikit_posthocs as sp
 
-    return sp.critical_difference_diagram(avg_ranks, nemenyi_pvalues, cd=cd, alpha=alpha, ax=ax)
+    names = list(avg_ranks.index)
+    codes = {name: i for i, name in enumerate(names)}
+    artists = sp.critical_difference_diagram(avg_ranks.rename(index=codes),
+                                             nemenyi_pvalues.rename(index=codes, columns=codes),
+                                             cd=cd, alpha=alpha, ax=ax)
+    for text in artists["labels"]:
+        left = re.match(r"^(\d+)( \(.*\))$", text.get_text())
+        right = re.match(r"^(\(.*\) )(\d+)$", text.get_text())
+        if left:
+            text.set_text(names[int(left.group(1))] + left.group(2))
+        elif right:
+            text.set_text(right.group(1) + names[int(right.group(2))])
+    return artists

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -431,6 +435,37 @@ def test_plot_cd_diagram_draws_on_axes():
     texts = " ".join(tx.get_text() for tx in ax.texts)
     for name in t.columns:
         assert name in texts
+
+
+_CD_SCRIPT = """
+import json
+import pandas as pd
+from matplotlib.figure import Figure
+from fmpbench import stats
+names = ["alpha", "beta", "gamma", "delta"]
+ranks = pd.Series([1.0, 2.0, 2.5, 3.5], index=names)
+p = pd.DataFrame(0.01, index=names, columns=names)
+for a, b in (("alpha", "beta"), ("alpha", "gamma"), ("gamma", "delta")):  # cliques {a,b} {a,g} {g,d}
+    p.loc[a, b] = p.loc[b, a] = 0.5
+ax = Figure().subplots()
+artists = stats.plot_cd_diagram(ranks, p, ax)
+bars = [[list(map(float, line.get_xdata())), list(map(float, line.get_ydata()))]
+        for group in artists["crossbars"] for line in group]
+print(json.dumps({"bars": bars, "labels": sorted(t.get_text() for t in artists["labels"])}))
+"""
+
+
+def test_cd_diagram_is_the_same_drawing_whatever_the_string_hash_seed():
+    """Two crossbars that start at one rank ({alpha, beta}, {alpha, gamma}) took their levels from the
+    order of a set of method names, which changes with PYTHONHASHSEED: figures differed between runs."""
+    drawings = []
+    for seed in ("1", "2", "3", "4", "5"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", _CD_SCRIPT], env=env, capture_output=True, text=True, check=True)
+        drawings.append(json.loads(out.stdout))
+    assert all(d == drawings[0] for d in drawings)
+    assert len(drawings[0]["bars"]) == 3
+    assert drawings[0]["labels"] == ["(2.5) gamma", "(3.5) delta", "alpha (1)", "beta (2)"]
 
 
 # -- effect sizes, reachability, Iman–Davenport, Wilcoxon–Holm cliques ------------------------------
