@@ -61,14 +61,15 @@ def _record(method: str, dataset: str, k: int, seed: int, **extra: object) -> di
 
 # User-grouped metrics by (method, seed) for "toy", the dataset with a user field ("synthetic" stores None).
 NDCG = {"none": [0.40, 0.42, 0.41], "good": [0.55, 0.50, 0.60], "lasso": [0.40, 0.43, 0.41], "random": [0.2, 0.3, 0.1]}
-USERS, SKIPPED = 1200, (4, 5, 8)
+USERS, SKIPPED, CLICKERS = 1200, (4, 5, 8), (700, 710, 730)
 
 
 def _user_metrics(dataset: str, method: str, seed: int) -> dict:
     if dataset != "toy":
-        return {"test_gauc": None, "test_ndcg10": None, "gauc_users": None, "gauc_users_skipped": None}
+        return {"test_gauc": None, "test_ndcg10": None, "gauc_users": None, "gauc_users_skipped": None,
+                "ndcg_users": None}
     return {"test_gauc": AUC[method][seed] - 0.05, "test_ndcg10": NDCG[method][seed], "gauc_users": USERS,
-            "gauc_users_skipped": SKIPPED[seed]}
+            "gauc_users_skipped": SKIPPED[seed], "ndcg_users": CLICKERS[seed]}
 
 
 def _build_results(root: Path, datasets: tuple[str, ...] = ("synthetic", "toy")) -> Path:
@@ -133,7 +134,7 @@ def test_user_grouped_table_only_for_data_with_a_user_field(report):
     best_gauc = f"**{gauc.mean():.4f} ± {gauc.std(ddof=1):.4f}**"
     best_ndcg = f"**{ndcg.mean():.4f} ± {ndcg.std(ddof=1):.4f}**"
     assert f"| 3 | {best_gauc} | {best_ndcg} |" in row
-    assert row.endswith(f"| {USERS:,} | {np.mean(SKIPPED):.1f} |")  # a mean over seeds: 5.7
+    assert row.endswith(f"| {USERS:,} | {np.mean(SKIPPED):.1f} | {np.mean(CLICKERS):.1f} |")  # means over seeds
     lasso = np.asarray(NDCG["lasso"])
     assert f"| {lasso.mean():.4f} ± {lasso.std(ddof=1):.4f} |" in _row(table, "toy", 4, "lasso")  # not bold
     none = _row(table, "toy", len(FIELDS), "none")

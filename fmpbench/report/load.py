@@ -40,6 +40,7 @@ NUMERIC_FIELDS = (
     "dense_params_full", "flops_per_sample", "flops_per_sample_full", "embedding_lookups_per_sample",
     "search_seconds", "retrain_seconds", "total_seconds", "epochs", "seconds_per_epoch",
     "inference_ms_per_1000", "peak_memory_mb", "test_gauc", "test_ndcg10", "gauc_users", "gauc_users_skipped",
+    "ndcg_users",
 )
 STANDIN_PREFIX = "standin:"
 COLUMNS = (

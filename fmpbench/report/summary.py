@@ -188,12 +188,13 @@ def efficiency_summary(loaded: LoadedResults) -> pd.DataFrame:
 
 
 USER_GROUPED_COLUMNS = ["block", "k", "label", "n", "gauc_mean", "gauc_std", "ndcg10_mean", "ndcg10_std",
-                        "gauc_users", "gauc_users_skipped"]
+                        "gauc_users", "gauc_users_skipped", "ndcg_users"]
 
 
 def user_grouped_summary(loaded: LoadedResults) -> pd.DataFrame:
     """Per (block, k, label) of the blocks whose data has a user field: GAUC and NDCG@10 mean ± std over
-    seeds, and the test users GAUC averages over and skips (one class only), as means over seeds.
+    seeds, the test users GAUC averages over and skips (one class only) and those NDCG@10 averages over
+    (at least one click), as means over seeds.
 
     A block counts as having a user field when its records carry ``gauc_users`` (records of data
     without one store None there); records written before the user-grouped metrics existed are left out.
@@ -210,6 +211,7 @@ def user_grouped_summary(loaded: LoadedResults) -> pd.DataFrame:
             "block": block, "k": int(k), "label": label, "n": len(g),
             "gauc_mean": gauc_mean, "gauc_std": gauc_std, "ndcg10_mean": ndcg_mean, "ndcg10_std": ndcg_std,
             "gauc_users": float(g["gauc_users"].mean()), "gauc_users_skipped": float(g["gauc_users_skipped"].mean()),
+            "ndcg_users": float(g["ndcg_users"].mean()),
         })
     return sort_rows(pd.DataFrame(rows, columns=USER_GROUPED_COLUMNS), ["block", "k"])
 

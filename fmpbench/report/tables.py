@@ -322,8 +322,8 @@ def user_grouped_table(users: pd.DataFrame) -> Table:
     table = Table(
         name="user_grouped",
         title="User-grouped test metrics: GAUC and NDCG@10 (mean ± std over seeds)",
-        columns=["dataset", "k", "method", "n", "GAUC", "NDCG@10", "users", "users skipped"],
-        align="lrlrllrr",
+        columns=["dataset", "k", "method", "n", "GAUC", "NDCG@10", "GAUC users", "users skipped", "NDCG users"],
+        align="lrlrllrrr",
         section_column=0,
         group_column=1,
     )
@@ -336,6 +336,7 @@ def user_grouped_table(users: pd.DataFrame) -> Table:
                 Cell(fmt_pm(row.gauc_mean, row.gauc_std), bold=row.label in best_gauc),
                 Cell(fmt_pm(row.ndcg10_mean, row.ndcg10_std), bold=row.label in best_ndcg),
                 Cell(fmt_count(row.gauc_users)), Cell(fmt_count(row.gauc_users_skipped)),
+                Cell(fmt_count(row.ndcg_users)),
             ])
     table.notes = [
         "Only datasets whose records carry a user field (MovieLens, Amazon, a custom dataset that declares "
@@ -343,9 +344,9 @@ def user_grouped_table(users: pd.DataFrame) -> Table:
         "count as weight; NDCG@10: mean over users with at least one click of NDCG@10 of their "
         "impressions ranked by predicted probability (gains = labels). Bold: best mean within each "
         "(dataset, k), at the precision shown.",
-        "users: test users GAUC averages over; users skipped: test users with only clicks or only "
-        "non-clicks, which have no AUC (means over seeds: each seed draws its own split). NDCG@10 also "
-        "skips the users without a click, a subset of those.",
+        "GAUC users: test users GAUC averages over; users skipped: test users with only clicks or only "
+        "non-clicks, which have no AUC; NDCG users: test users with at least one click, which NDCG@10 "
+        "averages over (means over seeds: each seed draws its own split).",
     ]
     if users.empty:
         table.notes.insert(0, "No successful run on data with a user field was found.")
