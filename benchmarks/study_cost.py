@@ -2,19 +2,34 @@
 
 The study: 6 methods (none, random, lasso, pca, permutation, sfs) × 3 k (F/4, F/2, 3F/4) × 2 seeds
 on the Avazu stand-in, default backbone (MLP 256-128, embedding 16), at most ``--epochs`` epochs.
-Shrunk to fit one run in ≤ 10 minutes on a loaded 2-core host: ``--rows`` 40 k instead of 200 k,
-3 epochs instead of 30 (patience 1), one torch thread for both paths. Before timing, both paths run
-once on 2,000 rows, so that first-call costs (imports, allocator, thread pools) hit neither.
+Shrunk to fit one run in ≤ 10 minutes on a 2-core host: ``--rows`` 40 k instead of 200 k, 3 epochs
+instead of 30 (patience 1). Before timing, every path runs once on 2,000 rows, so that first-call
+costs (imports, allocator, thread pools) hit none of them.
 
-* **old path** — each task on its own, as before issue 15: its search, then every retrain trained
-  alone (``iter_task_outputs`` with a ledger of its own task, so no reuse across methods);
-* **new path** — ``run_grid(stack_retrains=True)``: identical retrains reused (the grid's
-  ``RetrainLedger``), and each k's retrains of all methods of a seed trained as one stack.
+Four paths, each the whole study, in the order old/1, new/1, new/2, old/2 so that drifting load
+hits both sides:
 
-The paths alternate by seed (old 0, new 0, new 1, old 1) so that drifting load hits both. From the
-records: search, retrain and selection seconds; the rest of each path's wall-clock is evaluation
-(test AUC, FLOPs, latency) and record writing. Start-up (``import fmpbench.cli`` and ``--help`` in
-a fresh interpreter) is measured once; every process of a study pays it once.
+* **old/1** — ``run --jobs 1`` before issue 15: each task on its own (``iter_task_outputs`` with a
+  ledger of its own task, so no reuse across methods), every retrain trained alone, all cores' threads;
+* **new/1** — ``run --jobs 1`` now: ``run_grid(stack_retrains=True)``: identical retrains reused (the
+  grid's ``RetrainLedger``), each k's retrains of all methods of a seed trained as one stack;
+* **new/2** — ``run --jobs 2`` now: two processes of one thread, each stacking one seed's retrains;
+* **old/2** — ``run --jobs 2 --no-stack-retrains``: two processes, every retrain alone (this grid
+  has no identical retrains, so the ledger it keeps changes nothing here; checked below).
+
+Each path runs ``--repeats`` times (the order reversed each time; the host is noisy, ±20 % from run
+to run); wall-clock is the mean. From the records (means over the runs): search, retrain and selection seconds;
+the rest of a /1 path's wall-clock is evaluation (test AUC, FLOPs, latency) and record writing (in
+the /2 paths the record seconds of two processes overlap, so they sum to more than the wall-clock).
+Start-up (``import fmpbench.cli`` and ``--help`` in a fresh interpreter) is measured once; every
+process of a study pays it once.
+
+**The floor.** Whatever a path does with the retrains, their matrix products remain: the records'
+forward FLOPs per sample × 3 (forward and backward) × training rows × epochs, plus one forward over
+the validation split per epoch, at the best GEMM throughput this script measures on this machine
+(2 threads, or two 1-thread processes). The searches are the same work in every path. So the
+lowest ratio a faster retrain scheme could reach against old/1 is (old/1's searches + evaluation +
+the retrains' GEMM time) / old/1.
 
 Projection of a full Criteo + Avazu study (11 methods, 5 seeds, 3 k; 45 M and 40 M rows) from the
 measured per-sample costs: searches and retrains scale with training rows × epochs and with the
@@ -22,7 +37,8 @@ number of fields (Criteo 39, Avazu 23: per-sample costs × F / 23), evaluation w
 epochs and the share of reused retrains are this run's. The GPU figure divides by assumed
 speed-ups (printed, not measured: no GPU was available).
 
-Usage: python benchmarks/study_cost.py [--rows 40000] [--epochs 3] [--json benchmarks/results/study_cost.json]
+Usage: python benchmarks/study_cost.py [--rows 40000] [--epochs 3] [--repeats 2]
+       [--json benchmarks/results/study_cost.json]
 """
 
 from __future__ import annotations
@@ -66,15 +82,49 @@ def startup_seconds() -> dict[str, float]:
     return out
 
 
-def old_path(tasks: list, config: ExperimentConfig, data, results: Path) -> None:
-    for task in tasks:
-        for record, predictions in iter_task_outputs(task, config, data):
-            write_record(results, record, predictions)
+PATHS = ("old/1", "new/1", "new/2", "old/2")
 
 
-def new_path(tasks: list, config: ExperimentConfig, data, results: Path) -> None:
+def run_path(name: str, tasks: list, config: ExperimentConfig, data, results: Path) -> None:
+    """One path of the docstring's four over ``tasks``; records go to ``results``."""
+    kind, jobs = name.split("/")
+    if name == "old/1":
+        for task in tasks:
+            for record, predictions in iter_task_outputs(task, config, data):
+                write_record(results, record, predictions)
+        return
     with open(os.devnull, "w") as quiet:
-        run_grid(tasks, config, data, results, stream=quiet, stack_retrains=True)
+        run_grid(tasks, config, data, results, stream=quiet, stack_retrains=kind == "new", jobs=int(jobs))
+
+
+def gemm_gflops() -> dict[str, float]:
+    """Best sustained float32 GEMM throughput of this machine at 1 and 2 threads, over the default model's
+    layer shapes at batch 512 and a 5-model stack (the fastest shape is what a floor may assume)."""
+    out = {}
+    previous = torch.get_num_threads()
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        best = 0.0
+        for rows, inner, outer in ((512, 192, 256), (512, 256, 128), (2560, 192, 256), (2560, 256, 128)):
+            a, b = torch.randn(rows, inner), torch.randn(inner, outer)
+            for _ in range(10):
+                a @ b
+            reps, begin = 200, time.perf_counter()
+            for _ in range(reps):
+                a @ b
+            best = max(best, 2 * rows * inner * outer * reps / (time.perf_counter() - begin) / 1e9)
+        out[f"{threads}_thread"] = best
+    torch.set_num_threads(previous)
+    out["machine"] = max(out["2_thread"], 2 * out["1_thread"])  # two 1-thread processes may do better
+    return out
+
+
+def retrain_gemm_seconds(records: list[dict], n_train: int, n_valid: int, gflops: float) -> float:
+    """Seconds the trained retrains' matrix products take at ``gflops``: forward and backward over the
+    training rows and a forward over the validation rows, every epoch."""
+    flops = sum(r["flops_per_sample"] * r["epochs"] * (3 * n_train + n_valid)
+                for r in records if not r.get("reused_from"))
+    return flops / (gflops * 1e9)
 
 
 def breakdown(records: list[dict], wall: float) -> dict[str, float]:
@@ -118,7 +168,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=40_000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads of the /1 paths")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each path, the order reversed each time")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -128,37 +179,49 @@ def main() -> None:
     config = ExperimentConfig(dataset="avazu", n_rows=args.rows,
                               train_config=TrainConfig(max_epochs=args.epochs, patience=1))
     ks = resolve_ks(None, data.num_fields)
-    walls = {"old": 0.0, "new": 0.0}
+    tasks = build_tasks(METHODS, list(range(args.seeds)), ks)
+    runs: dict[str, list[float]] = {name: [] for name in PATHS}
     with tempfile.TemporaryDirectory() as tmp:
         warm = get_dataset("avazu", n_rows=2000)
         warm_config = ExperimentConfig(dataset="avazu", n_rows=2000, train_config=TrainConfig(max_epochs=1))
-        for name, run in (("old", old_path), ("new", new_path)):
-            run(build_tasks(METHODS, [0], ks), warm_config, warm, Path(tmp, "warm", name))
-        dirs = {"old": Path(tmp, "old"), "new": Path(tmp, "new")}
-        for seed in range(args.seeds):
-            tasks = build_tasks(METHODS, [seed], ks)
-            for name, run in (("old", old_path), ("new", new_path))[:: 1 if seed % 2 == 0 else -1]:
+        for name in PATHS:
+            run_path(name, build_tasks(METHODS, [0, 1], ks), warm_config, warm, Path(tmp, "warm", name))
+        for repeat in range(args.repeats):
+            for name in PATHS[:: 1 if repeat % 2 == 0 else -1]:
+                folder = Path(tmp, name if repeat == 0 else f"{name}-{repeat}")
                 begin = time.perf_counter()
-                run(tasks, config, data, dirs[name])
-                walls[name] += time.perf_counter() - begin
-                print(f"seed {seed} {name} path: {time.perf_counter() - begin:.1f}s", flush=True)
-        records = {name: sorted(iter_records(path), key=lambda r: r["run_id"]) for name, path in dirs.items()}
+                run_path(name, tasks, config, data, folder)
+                runs[name].append(time.perf_counter() - begin)
+                print(f"{name}: {runs[name][-1]:.1f}s", flush=True)
+        every = {name: [sorted(iter_records(Path(tmp, name if r == 0 else f"{name}-{r}")), key=lambda x: x["run_id"])
+                        for r in range(args.repeats)] for name in PATHS}
+    records = {name: every[name][0] for name in PATHS}
+    walls = {name: statistics.mean(times) for name, times in runs.items()}
     startup = startup_seconds()
-    n_train, n_test = len(data.train), len(data.test)
-    parts = {name: breakdown(records[name], walls[name]) for name in walls}
-    costs = {name: per_sample(records[name], parts[name], n_train, n_test) for name in walls}
-    old_auc = {r["run_id"]: r["test_auc"] for r in records["old"]}
-    diffs = [r["test_auc"] - old_auc[r["run_id"]] for r in records["new"]]
+    gflops = gemm_gflops()
+    n_train, n_valid, n_test = len(data.train), len(data.valid), len(data.test)
+    parts = {name: {part: statistics.mean(breakdown(recs, wall)[part] for recs, wall in zip(every[name], runs[name]))
+                    for part in breakdown(records[name], walls[name])} for name in PATHS}
+    costs = {name: per_sample(records[name], parts[name], n_train, n_test) for name in PATHS}
+    base = parts["old/1"]
+    gemm = retrain_gemm_seconds(records["old/1"], n_train, n_valid, gflops["machine"])
+    floor = (base["search"] + base["evaluation_and_records"] + gemm) / base["wall"]
+    old_auc = {r["run_id"]: r["test_auc"] for r in records["old/1"]}
     by_row: dict[tuple, list[float]] = {}
-    for r in records["old"]:
+    for r in records["old/1"]:
         by_row.setdefault((r["method"], r["k"]), []).append(r["test_auc"])
     seed_sd = statistics.mean(statistics.stdev(v) for v in by_row.values() if len(v) > 1)
+    auc = {}
+    for name in PATHS:
+        diffs = [r["test_auc"] - old_auc[r["run_id"]] for r in records[name]]
+        auc[name] = {"mean": float(np.mean([r["test_auc"] for r in records[name]])),
+                     "mean_diff": float(np.mean(diffs)), "mean_abs_diff": float(np.mean(np.abs(diffs)))}
     train_share = n_train / args.rows
     projection = {
-        "cpu_days": {name: project(costs[name], train_share, 1.0, 1.0) / 86400 for name in walls},
+        "cpu_days": {name: project(costs[name], train_share, 1.0, 1.0) / 86400 for name in PATHS},
         "gpu_days_assumed": {
-            "old": project(costs["old"], train_share, GPU_SPEEDUP_OLD, GPU_SPEEDUP_OLD) / 86400,
-            "new": project(costs["new"], train_share, GPU_SPEEDUP_STACKED_RETRAIN, GPU_SPEEDUP_OLD) / 86400,
+            "old": project(costs["old/1"], train_share, GPU_SPEEDUP_OLD, GPU_SPEEDUP_OLD) / 86400,
+            "new": project(costs["new/1"], train_share, GPU_SPEEDUP_STACKED_RETRAIN, GPU_SPEEDUP_OLD) / 86400,
         },
         "gpu_speedups_assumed": {"old": GPU_SPEEDUP_OLD, "new_retrain": GPU_SPEEDUP_STACKED_RETRAIN,
                                  "search_and_eval": GPU_SPEEDUP_OLD},
@@ -166,37 +229,46 @@ def main() -> None:
     out = {
         "study": {"dataset": "avazu stand-in", "rows": args.rows, "train_rows": n_train, "methods": METHODS,
                   "ks": list(ks), "seeds": args.seeds, "max_epochs": args.epochs, "threads": args.threads,
-                  "runs": len(records["new"])},
-        "ratio_new_over_old": walls["new"] / walls["old"],
+                  "runs": len(records["new/1"])},
+        "wall_seconds": walls,
+        "wall_seconds_each_run": runs,
+        "ratio_over_old_1": {name: walls[name] / walls["old/1"] for name in PATHS},
+        "ratio_new_2_over_old_2": walls["new/2"] / walls["old/2"],
         "breakdown_seconds": parts,
+        "gemm_gflops": gflops,
+        "retrain_gemm_floor_seconds": gemm,
+        "floor_ratio_over_old_1": floor,
         "startup_seconds": startup,
         "data_generation_seconds": prepare_seconds,
         "per_sample": costs,
-        "reused_retrains": sum(bool(r.get("reused_from")) for r in records["new"]),
-        "stack_sizes": sorted({r.get("stack_size", 1) for r in records["new"] if not r.get("reused_from")}),
-        "test_auc": {"mean_old": float(np.mean(list(old_auc.values()))),
-                     "mean_new": float(np.mean([r["test_auc"] for r in records["new"]])),
-                     "mean_diff": float(np.mean(diffs)), "mean_abs_diff": float(np.mean(np.abs(diffs))),
-                     "seed_sd": seed_sd},
+        "reused_retrains": {name: sum(bool(r.get("reused_from")) for r in records[name]) for name in PATHS},
+        "stack_sizes": {name: sorted({r.get("stack_size") or 1 for r in records[name]}) for name in PATHS},
+        "test_auc": {"paths": auc, "seed_sd": seed_sd},
         "projection": projection,
     }
     print(f"\nstudy: {len(METHODS)} methods × k={list(ks)} × {args.seeds} seeds on {args.rows} Avazu-stand-in rows "
-          f"({len(records['new'])} runs), ≤{args.epochs} epochs, {args.threads} thread")
-    print(f"wall-clock: old {walls['old']:.1f}s, new {walls['new']:.1f}s → new/old = {out['ratio_new_over_old']:.2f}")
-    for name in walls:
+          f"({len(records['new/1'])} runs), ≤{args.epochs} epochs; /1 paths {args.threads} threads, /2 paths two "
+          f"processes of 1 thread")
+    for name in PATHS:
         p = parts[name]
-        print(f"  {name}: search {p['search']:.1f}s, retrain {p['retrain']:.1f}s, selection {p['selection']:.1f}s, "
-              f"evaluation+records {p['evaluation_and_records']:.1f}s")
-    print(f"  new path: {out['reused_retrains']} retrains reused, stack sizes {out['stack_sizes']}")
+        rest = (f"evaluation+records {p['evaluation_and_records']:.1f}s" if name.endswith("/1")
+                else "summed over both processes")
+        print(f"  {name}: {walls[name]:6.1f}s = {walls[name] / walls['old/1']:.2f}× old/1 (runs "
+              f"{', '.join(f'{t:.1f}' for t in runs[name])}) — search {p['search']:.1f}s, "
+              f"retrain {p['retrain']:.1f}s, {rest}; "
+              f"{out['reused_retrains'][name]} reused, stack sizes {out['stack_sizes'][name]}; test AUC "
+              f"{auc[name]['mean']:.4f} (mean |paired diff| to old/1 {auc[name]['mean_abs_diff']:.4f})")
+    print(f"  new/2 / old/2 = {out['ratio_new_2_over_old_2']:.2f}; seed-to-seed sd of test AUC {seed_sd:.4f}")
+    print(f"floor: GEMM {gflops['1_thread']:.0f} GFLOP/s on 1 thread, {gflops['2_thread']:.0f} on 2 → the retrains' "
+          f"matrix products take ≥ {gemm:.1f}s, so no retrain scheme gets below {floor:.2f}× old/1 (searches "
+          f"{base['search']:.1f}s and evaluation {base['evaluation_and_records']:.1f}s are the same work)")
     print(f"start-up (once per process): import fmpbench.cli {startup['import_cli']:.1f}s, "
           f"--help {startup['help']:.1f}s; data generation {prepare_seconds:.1f}s")
-    t = out["test_auc"]
-    print(f"test AUC: old {t['mean_old']:.4f}, new {t['mean_new']:.4f}; paired diff mean {t['mean_diff']:+.4f}, "
-          f"mean |diff| {t['mean_abs_diff']:.4f}; seed-to-seed sd {t['seed_sd']:.4f}")
     cpu, gpu = projection["cpu_days"], projection["gpu_days_assumed"]
-    print(f"full Criteo+Avazu study (11 methods × 5 seeds × 3 k): this machine old {cpu['old']:.1f} d, "
-          f"new {cpu['new']:.1f} d; one GPU (assumed {GPU_SPEEDUP_OLD}× old, {GPU_SPEEDUP_STACKED_RETRAIN}× "
-          f"stacked retrains, NOT measured) old {gpu['old']:.1f} d, new {gpu['new']:.1f} d")
+    print("full Criteo+Avazu study (11 methods × 5 seeds × 3 k) on this machine: "
+          + ", ".join(f"{name} {cpu[name]:.1f} d" for name in PATHS)
+          + f"; one GPU (assumed {GPU_SPEEDUP_OLD}× old, {GPU_SPEEDUP_STACKED_RETRAIN}× stacked retrains, NOT "
+          f"measured) old {gpu['old']:.1f} d, new {gpu['new']:.1f} d")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1) + "\n")
