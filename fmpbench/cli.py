@@ -460,7 +460,7 @@ def _seed_splits(data: PreparedData, seeds: int, data_dir: str) -> dict[int, Pre
     """Seed s's own random split of ``data`` (split seed = the data's + s), prepared or generated once."""
     from fmpbench.data.refs import with_split_seed
 
-    if (data.info.get("params") or {}).get("split") == "given":
+    if data.given_split:
         print(f"fmpbench: note: {data.name} was prepared from given train/valid/test files; --vary-split keeps that "
               "split for every seed (seeds differ only in initialisation)", file=sys.stderr)
     base = data.split_seed if data.split_seed is not None else 2024
@@ -635,7 +635,7 @@ def _prepare(args: argparse.Namespace) -> int:
         data = prepare(args.dataset, args.raw[0] if len(args.raw) == 1 else args.raw, args.data_dir, **options)
     sizes = ", ".join(f"{name} {len(getattr(data, name)):,}" for name in ("train", "valid", "test"))
     print(f"prepared {data.name}: {data.num_fields} fields, {sizes} rows"
-          + (" (the split of the given files)" if data.info.get("params", {}).get("split") == "given" else ""))
+          + (" (the split of the given files)" if data.given_split else ""))
     print(f"fingerprint {data.fingerprint}, cached in {args.data_dir}")
     skipped = data.info.get("skipped_rows")
     if skipped:

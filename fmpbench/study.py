@@ -252,7 +252,7 @@ def _seed_data(name: str, spec: dict[str, Any], study: Study) -> dict[int, Prepa
 
 
 def _split_note(data: PreparedData) -> str:
-    if (data.info.get("params") or {}).get("split") == "given":
+    if data.given_split:
         return " (all on the split of its given train/valid/test files)"
     return " (each its own split)"
 

@@ -212,6 +212,21 @@ def test_ray_gives_the_same_records_and_resumes_only_the_missing_runs(local_grid
     _check_resume(local_grid, tmp_path / "partial", missing, executor="ray")
 
 
+@pytest.mark.usefixtures("ray_cluster")
+def test_ray_stacks_each_seeds_retrains_as_a_local_stacked_grid_does(tmp_path):
+    data = get_dataset("synthetic", n_rows=CONFIG.n_rows)
+    tasks = build_tasks(["random", "lasso"], [0, 1], KS)
+    with open(os.devnull, "w") as quiet:
+        run_grid(tasks, CONFIG, data, tmp_path / "local", stream=quiet, stack_retrains=True)
+        run_grid(tasks, CONFIG, data, tmp_path / "ray", stream=quiet, stack_retrains=True, executor="ray", jobs=2)
+    local, ray = ({p.stem: read_record(p) for p in (tmp_path / name).glob("*.json")} for name in ("local", "ray"))
+    assert ray.keys() == local.keys() and all(r["status"] == "ok" for r in ray.values())
+    for run_id, record in ray.items():
+        assert record["stack_size"] == 2 and record["selected_fields"] == local[run_id]["selected_fields"]
+        assert {ray[other]["seed"] for other in record["stacked_with"]} == {record["seed"]}
+        assert record["test_auc"] == pytest.approx(local[run_id]["test_auc"], abs=2e-3)
+
+
 # ---------------------------------------------------------------- devices
 
 

@@ -131,6 +131,12 @@ class PreparedData:
         return None if value is None else int(value)
 
     @property
+    def given_split(self) -> bool:
+        """Prepared from given train/valid/test files (``prepare tabular --valid --test``): that split is the
+        data's, and ``--vary-split`` keeps it for every seed."""
+        return (self.info.get("params") or {}).get("split") == "given"
+
+    @property
     def family(self) -> str:
         """A fingerprint of the data *up to its split*: the same raw files (or generator) and every
         preparation parameter except the split seed. A study whose seeds each draw their own split

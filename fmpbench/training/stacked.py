@@ -24,7 +24,6 @@ run on without its cost.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,7 +36,15 @@ from torch import nn
 from fmpbench.models.backbones import MLP, CTRModel
 from fmpbench.training.metrics import auc
 from fmpbench.training.optim import RowSparseAdam
-from fmpbench.training.trainer import SplitTensors, TrainConfig, TrainingDiverged, TrainResult, _sync, epoch_log
+from fmpbench.training.trainer import (
+    EarlyStopping,
+    SplitTensors,
+    TrainConfig,
+    TrainingDiverged,
+    TrainResult,
+    _sync,
+    epoch_log,
+)
 
 
 def unstackable_reason(model: CTRModel) -> str | None:
@@ -160,12 +167,9 @@ def _write_back(model: MLP, state: list[torch.Tensor]) -> None:
 
 @dataclass
 class _Progress:
-    """One member's early-stopping bookkeeping, as in ``Trainer.fit``."""
+    """One member's early stopping (``Trainer``'s rule), its best weights, and its share of the time."""
 
-    history: list[float]
-    best_auc: float = -math.inf
-    best_epoch: int = 0
-    bad_epochs: int = 0
+    stopping: EarlyStopping
     best_state: list[torch.Tensor] | None = None
     seconds: float = 0.0
     steps: int = 0
@@ -212,7 +216,7 @@ def fit_stacked(
     sparse_opt = RowSparseAdam([stack.table], lr=config.embed_lr, weight_decay=config.embed_weight_decay)
     dense_opt = dense_adam(stack.dense, config.lr, config.weight_decay)
     generator = torch.Generator().manual_seed(seed)
-    progress = [_Progress([]) for _ in models]
+    progress = [_Progress(EarlyStopping(config.patience, config.min_delta)) for _ in models]
     outcomes: list[TrainResult | TrainingDiverged | None] = [None] * len(models)
     eval_batch = max(config.batch_size, config.eval_batch_size // len(models))
     epochs = 0
@@ -220,11 +224,9 @@ def fit_stacked(
     def finish(position: int, epoch: int) -> None:
         member = stack.members[position]
         p = progress[member]
-        if p.best_state is None:  # never improved (e.g. NaN AUC): keep the last weights, as Trainer does
-            p.best_state, p.best_epoch = stack.state_of(position), epoch
-            p.best_auc = p.history[-1] if p.history else math.nan
-        _write_back(models[member], p.best_state)
-        outcomes[member] = TrainResult(p.best_auc, p.best_epoch, epoch, p.steps, p.seconds, p.history)
+        improved_once = p.best_state is not None  # if not (e.g. NaN AUC): the last weights, as Trainer keeps
+        _write_back(models[member], p.best_state if improved_once else stack.state_of(position))
+        outcomes[member] = p.stopping.result(epoch, p.steps, p.seconds, improved_once)
         p.best_state = None
 
     def member_losses(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -268,14 +270,11 @@ def fit_stacked(
         for position, (member, valid_auc) in enumerate(zip(stack.members, aucs)):
             p = progress[member]
             p.seconds += share
-            p.history.append(valid_auc)
-            if valid_auc > p.best_auc + config.min_delta:
-                p.best_auc, p.best_epoch, p.bad_epochs = valid_auc, epoch, 0
+            improved, stop = p.stopping.update(epoch, valid_auc)
+            if improved:
                 p.best_state = stack.state_of(position)
-            else:
-                p.bad_epochs += 1
-                if p.bad_epochs >= config.patience:
-                    done.add(position)
+            elif stop:
+                done.add(position)
         for position in sorted(done):
             finish(position, epoch)
         if done:

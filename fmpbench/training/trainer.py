@@ -74,6 +74,36 @@ class TrainResult:
         return self.seconds / max(self.epochs, 1)
 
 
+@dataclass
+class EarlyStopping:
+    """The end-of-epoch rule of every trainer (``Trainer``, the stacked one): an epoch improves when its
+    validation AUC beats the best by more than ``min_delta``; training stops after ``patience`` epochs
+    without an improvement."""
+
+    patience: int
+    min_delta: float
+    history: list[float] = field(default_factory=list)
+    best_auc: float = -math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+
+    def update(self, epoch: int, valid_auc: float) -> tuple[bool, bool]:
+        """Record epoch ``epoch``'s validation AUC; returns (it improved, stop now)."""
+        self.history.append(valid_auc)
+        if valid_auc > self.best_auc + self.min_delta:
+            self.best_auc, self.best_epoch, self.bad_epochs = valid_auc, epoch, 0
+            return True, False
+        self.bad_epochs += 1
+        return False, self.bad_epochs >= self.patience
+
+    def result(self, epochs: int, steps: int, seconds: float, improved_once: bool) -> TrainResult:
+        """The run's result; a run that never kept an improved state reports its last epoch's AUC."""
+        best_auc, best_epoch = self.best_auc, self.best_epoch
+        if not improved_once:
+            best_auc, best_epoch = (self.history[-1] if self.history else math.nan), epochs
+        return TrainResult(best_auc, best_epoch, epochs, steps, seconds, self.history)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -243,9 +273,9 @@ class Trainer:
         generator = torch.Generator().manual_seed(self.seed)
         loss_fn = nn.BCEWithLogitsLoss()
         valid_stream = self._valid_stream(valid, generator) if hooks.validation_every else None
-        history: list[float] = []
-        best_auc, best_epoch, best_state = -math.inf, 0, None
-        step, epochs, bad_epochs = 0, 0, 0
+        stopping = EarlyStopping(config.patience, config.min_delta)
+        best_state = None
+        step, epochs = 0, 0
         _sync(self.device)
         start = time.perf_counter()
         for epoch in range(1, max_epochs + 1):
@@ -272,24 +302,19 @@ class Trainer:
                     hooks.validation_step(model, vx, vy, step)
             epochs = epoch
             valid_auc = evaluate(model, valid, config.eval_batch_size)[0]
-            history.append(valid_auc)
             epoch_log.info("epoch %d/%d: validation AUC %.4f", epoch, max_epochs, valid_auc,
                            extra={"epoch": epoch, "max_epochs": max_epochs, "valid_auc": valid_auc})
+            improved, stop = stopping.update(epoch, valid_auc)
             if not early_stopping:
                 continue
-            if valid_auc > best_auc + config.min_delta:
-                best_auc, best_epoch, bad_epochs = valid_auc, epoch, 0
+            if improved:
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                bad_epochs += 1
-                if bad_epochs >= config.patience:
-                    break
+            elif stop:
+                break
         if best_state is not None:
             model.load_state_dict(best_state)
-        else:
-            best_auc, best_epoch = history[-1] if history else math.nan, epochs
         _sync(self.device)
-        return TrainResult(best_auc, best_epoch, epochs, step, time.perf_counter() - start, history)
+        return stopping.result(epochs, step, time.perf_counter() - start, best_state is not None)
 
     def _valid_stream(
         self, valid: SplitTensors, generator: torch.Generator
