@@ -18,6 +18,26 @@ def test_auc_and_logloss_match_sklearn(seed):
     assert logloss(y, p) == pytest.approx(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7)), abs=1e-6)
 
 
+def test_auc_of_tensors_and_strided_arrays_is_the_same_number_as_of_arrays():
+    """The trainer computes validation AUC where the scores are (a GPU's tensors); it must be the same
+    float as the NumPy path's, or early stopping would depend on the device."""
+    import torch
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(3)
+    y = (rng.random(20_000) < 0.2).astype(np.float32)
+    p = np.round(rng.random(20_000) * 0.6 + y * 0.2, 3).astype(np.float32)  # many ties
+    ranks = rankdata(p.astype(np.float64))
+    n_pos = int(y.sum())
+    by_hand = (ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * (len(y) - n_pos))
+    assert auc(y, p) == by_hand  # bit for bit
+    assert auc(torch.from_numpy(y), torch.from_numpy(p)) == by_hand
+    assert auc(y, np.stack([p, p], axis=1)[:, 1]) == by_hand  # a strided column (predict_proba(...)[:, 1])
+    assert auc(y[::-1], p[::-1]) == by_hand  # negative strides
+    if torch.cuda.is_available():
+        assert auc(torch.from_numpy(y).cuda(), torch.from_numpy(p).cuda()) == by_hand
+
+
 def test_auc_of_one_class_is_nan():
     assert np.isnan(auc(np.ones(10), np.arange(10)))
 

@@ -177,10 +177,9 @@ class _Progress:
 
 @torch.no_grad()
 def _valid_aucs(stack: _Stack, valid: SplitTensors, batch_size: int) -> list[float]:
-    chunks = [torch.sigmoid(stack.forward(x, training=False)).float().cpu() for x, _ in valid.batches(batch_size)]
-    probs = torch.cat(chunks, dim=1).numpy()
-    y = valid.y.cpu().numpy()
-    return [auc(y, p) for p in probs]
+    chunks = [torch.sigmoid(stack.forward(x, training=False)).float() for x, _ in valid.batches(batch_size)]
+    probs = torch.cat(chunks, dim=1)  # [M, n], on the device: each AUC is computed there
+    return [auc(valid.y, p) for p in probs]
 
 
 def fit_stacked(

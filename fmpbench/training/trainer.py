@@ -211,20 +211,32 @@ def make_optimizers(model: nn.Module, config: TrainConfig, hooks: TrainHooks) ->
 
 
 @torch.no_grad()
-def predict(model: nn.Module, split: SplitTensors, batch_size: int = 65536) -> np.ndarray:
-    """Click probabilities for a whole split, in evaluation mode."""
+@torch.no_grad()
+def predict_on_device(model: nn.Module, split: SplitTensors, batch_size: int = 65536) -> torch.Tensor:
+    """Click probabilities for a whole split, in evaluation mode, as a float32 tensor where the model runs."""
     was_training = model.training
     model.eval()
-    out = [torch.sigmoid(model(x)).float().cpu() for x, _ in split.batches(batch_size)]
+    out = [torch.sigmoid(model(x)).float() for x, _ in split.batches(batch_size)]
     model.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+    return torch.cat(out) if out else torch.zeros(0, device=split.y.device)
+
+
+def predict(model: nn.Module, split: SplitTensors, batch_size: int = 65536) -> np.ndarray:
+    """Click probabilities for a whole split, in evaluation mode."""
+    return predict_on_device(model, split, batch_size).cpu().numpy()
+
+
+def valid_auc(model: nn.Module, split: SplitTensors, batch_size: int = 65536) -> float:
+    """AUC on one split, computed on the model's device (nothing is copied off it)."""
+    return auc(split.y, predict_on_device(model, split, batch_size))
 
 
 def evaluate(model: nn.Module, split: SplitTensors, batch_size: int = 65536) -> tuple[float, float, np.ndarray]:
-    """AUC, logloss and the predicted probabilities on one split."""
-    probs = predict(model, split, batch_size)
-    y = split.y.cpu().numpy()
-    return auc(y, probs), logloss(y, probs), probs
+    """AUC (on the device), logloss and the predicted probabilities on one split."""
+    probs = predict_on_device(model, split, batch_size)
+    score = auc(split.y, probs)
+    probs_np = probs.cpu().numpy()
+    return score, logloss(split.y.cpu().numpy(), probs_np), probs_np
 
 
 class Trainer:
@@ -301,10 +313,10 @@ class Trainer:
                     vx, vy = next(valid_stream)
                     hooks.validation_step(model, vx, vy, step)
             epochs = epoch
-            valid_auc = evaluate(model, valid, config.eval_batch_size)[0]
-            epoch_log.info("epoch %d/%d: validation AUC %.4f", epoch, max_epochs, valid_auc,
-                           extra={"epoch": epoch, "max_epochs": max_epochs, "valid_auc": valid_auc})
-            improved, stop = stopping.update(epoch, valid_auc)
+            epoch_auc = valid_auc(model, valid, config.eval_batch_size)
+            epoch_log.info("epoch %d/%d: validation AUC %.4f", epoch, max_epochs, epoch_auc,
+                           extra={"epoch": epoch, "max_epochs": max_epochs, "valid_auc": epoch_auc})
+            improved, stop = stopping.update(epoch, epoch_auc)
             if not early_stopping:
                 continue
             if improved:
