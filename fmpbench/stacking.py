@@ -43,9 +43,9 @@ from fmpbench.training.stacked import fit_stacked, stack_shape, unstackable_reas
 #: and 6.6-6.9 s at 1 thread (its tensors are 5× larger, so the second thread pays; a single small
 #: model's elementwise ops lose more to waking it than its GEMMs gain); at 1 thread 5.2-6.2 s; one
 #: model alone costs the same as unstacked (0.99×). In ``benchmarks/study_cost.py`` a study's
-#: retrains took 0.78× (test AUC within seed noise). On a GPU the default model at batch 512 is
-#: launch-bound, so M stacked models should cost close to one (reasoned, not measured: no GPU was
-#: available when this was chosen).
+#: retrains took 0.74× at ``--jobs 1`` and 0.75× at ``--jobs 2`` (test AUC within seed noise). On a
+#: GPU the default model at batch 512 is launch-bound, so M stacked models should cost close to one
+#: (reasoned, not measured: no GPU was available when this was chosen).
 STACK_BY_DEFAULT = True
 
 
