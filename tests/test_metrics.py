@@ -1,4 +1,5 @@
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -34,6 +35,12 @@ def test_auc_of_tensors_and_strided_arrays_is_the_same_number_as_of_arrays():
     assert auc(torch.from_numpy(y), torch.from_numpy(p)) == by_hand
     assert auc(y, np.stack([p, p], axis=1)[:, 1]) == by_hand  # a strided column (predict_proba(...)[:, 1])
     assert auc(y[::-1], p[::-1]) == by_hand  # negative strides
+    frozen_y, frozen_p = y.copy(), p.copy()
+    frozen_y.setflags(write=False)
+    frozen_p.setflags(write=False)  # as memory-mapped splits are: torch would warn on a view of them
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert auc(frozen_y, frozen_p) == by_hand
     if torch.cuda.is_available():
         assert auc(torch.from_numpy(y).cuda(), torch.from_numpy(p).cuda()) == by_hand
 

@@ -21,9 +21,12 @@ LOGLOSS_EPS = 1e-7
 
 
 def _as_tensor(values: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """A flat tensor view of ``values``; read-only arrays (memory-mapped splits) are copied, which torch
+    asks for rather than viewing memory it may not write."""
     if isinstance(values, torch.Tensor):
         return values.flatten()
-    return torch.from_numpy(np.ascontiguousarray(values).ravel())
+    array = np.ascontiguousarray(values).ravel()
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
 
 
 def auc(y_true: np.ndarray | torch.Tensor, scores: np.ndarray | torch.Tensor) -> float:
