@@ -160,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", default=DEFAULT_RESULTS_DIR, help="directory for run records")
     run.add_argument("--resume", action="store_true", help="skip runs whose record already exists")
     run.add_argument(
-        "--jobs", type=int, default=1, help="tasks at a time: this process + jobs-1 workers, cores/jobs threads each"
+        "--jobs", type=int, default=1,
+        help="tasks at a time (with stacked retrains: a seed's tasks, or a share of them): this process + jobs-1 "
+             "workers, cores/jobs threads each",
     )
     _lazy(run.add_argument("--executor", default="local", help="where tasks run"), _executors)
     run.add_argument("--ray-address", default=None, help="address of a running Ray cluster (default: start one)")

@@ -35,6 +35,7 @@ from fmpbench.protocol import (
 from fmpbench.results import RunClaims, finished_run_ids, record_path, write_record
 from fmpbench.selectors import get_selector_class
 from fmpbench.stacking import iter_stacked_outputs
+from fmpbench.training.stacked import stackable_backbone
 
 DEFAULT_K_RATIOS = (0.25, 0.5, 0.75)
 EXECUTORS = ("local", "ray")
@@ -88,17 +89,21 @@ def work_units(tasks: Sequence[Task], jobs: int, stack: bool) -> list[Unit]:
     """The grid's tasks as units of work, in task order.
 
     Without stacking every task is its own unit. With it, a unit holds tasks of one seed, whose
-    same-shape retrains then train as one stack (:mod:`fmpbench.stacking`): all of a seed's tasks
-    while there are at least ``jobs`` seeds, else each seed's tasks dealt over ``⌈jobs / seeds⌉``
-    units of about equal expected cost (longest first), so that no process idles while another
-    stacks a whole seed — smaller stacks, but every core busy.
+    same-shape retrains then train as one stack (:mod:`fmpbench.stacking`). Whole seeds go out in
+    rounds of ``jobs``; the seeds of a last, incomplete round (all of them when there are fewer seeds
+    than jobs) are each dealt over ``⌈jobs / those seeds⌉`` units of about equal expected cost
+    (longest first), so that the last round also keeps every process busy — smaller stacks there,
+    instead of one process stacking a whole seed while the others idle (5 seeds on 2 jobs: 4 whole
+    seeds, then the fifth in two halves).
     """
     if not stack:
         return [(task,) for task in tasks]
+    order = {task: i for i, task in enumerate(tasks)}
     seeds = list(dict.fromkeys(task.seed for task in tasks))
-    parts = max(1, -(-jobs // max(len(seeds), 1)))
+    whole = len(seeds) - len(seeds) % jobs
     units: list[Unit] = []
-    for seed in seeds:
+    for position, seed in enumerate(seeds):
+        parts = 1 if position < whole else -(-jobs // (len(seeds) - whole))
         of_seed = sorted((t for t in tasks if t.seed == seed), key=lambda t: -expected_cost(t.method, t.ks))
         bins: list[list[Task]] = [[] for _ in range(min(parts, len(of_seed)))]
         loads = [0.0] * len(bins)
@@ -106,7 +111,6 @@ def work_units(tasks: Sequence[Task], jobs: int, stack: bool) -> list[Unit]:
             lightest = loads.index(min(loads))
             bins[lightest].append(task)
             loads[lightest] += expected_cost(task.method, task.ks)
-        order = {task: i for i, task in enumerate(tasks)}
         units += [tuple(sorted(b, key=order.__getitem__)) for b in bins]
     return units
 
@@ -114,8 +118,10 @@ def work_units(tasks: Sequence[Task], jobs: int, stack: bool) -> list[Unit]:
 def unit_outputs(
     unit: Unit, config: ExperimentConfig, data: PreparedData, skip: frozenset[str], ledger: RetrainLedger, stack: bool
 ) -> Iterator[tuple[dict[str, Any], Predictions]]:
-    """The outputs of a unit's tasks (all of one seed's data when stacked): stacked, or one task after another."""
+    """The outputs of a unit's tasks, stacked or one task after another; ``data`` is the unit's seed's."""
     if stack:
+        if len({task.seed for task in unit}) > 1:
+            raise ValueError("a stacked unit holds the tasks of one seed")
         yield from iter_stacked_outputs(unit, config, lambda seed: data, skip, ledger)
         return
     for task in unit:
@@ -369,7 +375,7 @@ def run_grid(
 
     def claim(unit: Unit) -> Unit:
         """The tasks of ``unit`` whose unfinished runs this process could claim."""
-        taken = []
+        taken: list[Task] = []
         for task in unit:
             unfinished = [r.run_id for r in rows_of[task] if r.run_id not in finished]
             if claims.take(unfinished):
@@ -378,20 +384,21 @@ def run_grid(
                 declined.extend(unfinished)
         return tuple(taken)
 
-    units = work_units(pending, jobs, stack_retrains)
+    stack = stack_retrains and stackable_backbone(config.backbone, config.backbone_params)
+    units = work_units(pending, jobs, stack)
     try:
-        if executor == "ray":
-            claimed = [unit for unit in map(claim, units) if unit]
-            _run_ray(claimed, config, data, finished, jobs, ray_address, write, known, stack_retrains)
+        if executor == "ray":  # its units are cut once the cluster's size is known
+            claimed = [task for unit in map(claim, [(t,) for t in pending]) for task in unit]
+            _run_ray(claimed, config, data, finished, jobs, ray_address, write, known, stack)
         elif jobs == 1:
             ledger = RetrainLedger(dict(known))
             for unit in units:
                 if taken := claim(unit):
-                    write(unit_outputs(taken, config, data_for(data, taken[0].seed), finished, ledger, stack_retrains))
+                    write(unit_outputs(taken, config, data_for(data, taken[0].seed), finished, ledger, stack))
         else:
             with _ledger_manager() as manager:
                 ledger = RetrainLedger(manager.dict(known))
-                _LocalPool(units, config, finished, jobs, write, claim, ledger, stack_retrains).run(data)
+                _LocalPool(units, config, finished, jobs, write, claim, ledger, stack).run(data)
         for held in [output for outputs in waiting.values() for output in outputs]:  # a source that never came
             write_record(results_dir, *held)
             records.append(held[0])
@@ -455,9 +462,10 @@ class _LocalPool:
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
-            while (unit := self._take()) is not None:
-                self._deliver(_worker_run(unit, self.config, self.finished, data_for(data, unit[0].seed), self.ledger,
-                                          self.stack))
+            while (unit := self._take()) is not None:  # this process's own units: each record as it comes
+                for output in unit_outputs(unit, self.config, data_for(data, unit[0].seed), self.finished, self.ledger,
+                                           self.stack):
+                    self._deliver([output])
             feeder.join()
             if self.error is not None:
                 raise self.error
@@ -526,7 +534,7 @@ class _LocalPool:
 
 
 def _run_ray(
-    units: Sequence[Unit],
+    tasks: Sequence[Task],
     config: ExperimentConfig,
     data: SeedData,
     finished: frozenset[str],
@@ -548,8 +556,11 @@ def _run_ray(
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     try:
         # the data goes into Ray's object store once; every worker on every node reads it from there
-        refs = {seed: ray.put(data_for(data, seed)) for seed in {unit[0].seed for unit in units}}
+        refs = {seed: ray.put(data_for(data, seed)) for seed in {task.seed for task in tasks}}
         threads = threads_per_worker(jobs) if not address else 1
+        # units for as many workers as run at once: --jobs, or on a cluster all its CPUs at one each
+        slots = jobs if not address else max(jobs, int(ray.cluster_resources().get("CPU", 1)) // threads)
+        units = work_units(tasks, slots, stack)
         remote = ray.remote(num_cpus=threads)(_ray_task)
         ledger = RetrainLedger(_RayStore(ray.remote(num_cpus=0)(_RayDict).remote(known)))
         pending = [remote.remote(unit, config, finished, refs[unit[0].seed], threads, ledger, stack) for unit in units]

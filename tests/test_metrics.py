@@ -1,5 +1,4 @@
 import dataclasses
-import warnings
 
 import numpy as np
 import pytest
@@ -35,14 +34,31 @@ def test_auc_of_tensors_and_strided_arrays_is_the_same_number_as_of_arrays():
     assert auc(torch.from_numpy(y), torch.from_numpy(p)) == by_hand
     assert auc(y, np.stack([p, p], axis=1)[:, 1]) == by_hand  # a strided column (predict_proba(...)[:, 1])
     assert auc(y[::-1], p[::-1]) == by_hand  # negative strides
-    frozen_y, frozen_p = y.copy(), p.copy()
-    frozen_y.setflags(write=False)
-    frozen_p.setflags(write=False)  # as memory-mapped splits are: torch would warn on a view of them
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert auc(frozen_y, frozen_p) == by_hand
     if torch.cuda.is_available():
         assert auc(torch.from_numpy(y).cuda(), torch.from_numpy(p).cuda()) == by_hand
+    frozen_y, frozen_p = y.copy(), p.copy()
+    frozen_y.setflags(write=False)
+    frozen_p.setflags(write=False)  # as memory-mapped splits are: torch warns (once a process) on a view
+    viewed = []
+    real_from_numpy = torch.from_numpy
+
+    def from_numpy(array):
+        viewed.append(array.flags.writeable)
+        return real_from_numpy(array)
+
+    torch.from_numpy = from_numpy
+    try:
+        assert auc(frozen_y, frozen_p) == by_hand
+    finally:
+        torch.from_numpy = real_from_numpy
+    assert viewed == [True, True]  # copies, not views of read-only memory
+
+
+def test_auc_with_a_nan_score_is_nan():
+    """A model whose validation outputs went NaN must not look like an improvement (SciPy gave NaN too)."""
+    y = np.array([0, 1, 0, 1, 1], dtype=np.float32)
+    assert np.isnan(auc(y, np.array([0.1, np.nan, 0.3, np.nan, 0.5])))
+    assert np.isnan(auc(y, np.full(5, np.nan)))
 
 
 def test_auc_of_one_class_is_nan():

@@ -16,7 +16,7 @@ from fmpbench.results import iter_records
 from fmpbench.selectors import SearchContext
 from fmpbench.stacking import _Baton, _stop, _Stopped, iter_stacked_outputs
 from fmpbench.training import SplitTensors, TrainConfig, evaluate
-from fmpbench.training.stacked import _dropout, _Stack, fit_stacked, unstackable_reason
+from fmpbench.training.stacked import _dropout, _Stack, fit_stacked, stackable_backbone, unstackable_reason
 
 
 def _context(seed: int = 0, dropout: float = 0.0, max_epochs: int = 6, patience: int = 1) -> SearchContext:
@@ -227,8 +227,10 @@ def test_stop_ends_the_thread_that_holds_the_baton_mid_computation():
 def test_work_units_stack_a_seed_per_process_and_share_a_seed_when_seeds_are_few():
     tasks = build_tasks(["none", "random", "lasso", "pca", "permutation"], [0, 1, 2], (4, 8))
     assert work_units(tasks, 2, stack=False) == [(task,) for task in tasks]
-    per_seed = work_units(tasks, 2, stack=True)
-    assert per_seed == [tuple(t for t in tasks if t.seed == seed) for seed in (0, 1, 2)]
+    per_seed = work_units(tasks, 2, stack=True)  # seeds 0 and 1 whole, then seed 2 in two shares
+    assert per_seed[:2] == [tuple(t for t in tasks if t.seed == seed) for seed in (0, 1)]
+    assert len(per_seed) == 4 and {t.seed for u in per_seed[2:] for t in u} == {2}
+    assert work_units(tasks, 3, stack=True) == [tuple(t for t in tasks if t.seed == seed) for seed in (0, 1, 2)]
     one_seed = build_tasks(["none", "random", "lasso", "pca", "permutation"], [0], (4, 8))
     shared = work_units(one_seed, 2, stack=True)
     assert len(shared) == 2 and sorted(t.method for unit in shared for t in unit) == sorted(t.method for t in one_seed)
@@ -236,6 +238,16 @@ def test_work_units_stack_a_seed_per_process_and_share_a_seed_when_seeds_are_few
     heaviest = max(expected_cost(t.method, t.ks) for t in one_seed)
     assert abs(costs[0] - costs[1]) <= heaviest  # dealt longest first: no unit carries two heavy tasks
     assert all(list(unit) == [t for t in one_seed if t in unit] for unit in shared)  # task order kept
+    five = build_tasks(["none", "random", "lasso", "pca", "permutation"], [0, 1, 2, 3, 4], (4, 8))
+    units = work_units(five, 2, stack=True)  # 4 whole seeds in two rounds, then seed 4 in two halves
+    assert [sorted({t.seed for t in u}) for u in units] == [[0], [1], [2], [3], [4], [4]]
+    assert [len(u) for u in units[:4]] == [5] * 4 and sorted(t.method for u in units[4:] for t in u) == sorted(
+        t.method for t in five if t.seed == 4)
+
+
+def test_only_grids_of_a_stackable_backbone_run_seeds_together():
+    assert stackable_backbone("mlp", {}) and stackable_backbone("mlp", {"hidden": (8,)})
+    assert not stackable_backbone("deepfm", {}) and not stackable_backbone("mlp", {"batch_norm": True})
 
 
 def test_a_stacked_grid_under_jobs_writes_the_records_of_a_serial_stacked_one_and_resumes(tmp_path, tiny_synthetic):

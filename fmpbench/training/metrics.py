@@ -2,7 +2,7 @@
 user-grouped GAUC and NDCG@k.
 
 AUC uses the Mann–Whitney rank formula with average ranks for ties, so tied scores count one half.
-It takes NumPy arrays or tensors on any device and is computed where the scores are, so a
+It takes NumPy arrays or tensors (CPU or CUDA) and is computed where the scores are, so a
 validation split's AUC after every epoch needs no copy off a GPU.
 """
 
@@ -30,17 +30,19 @@ def _as_tensor(values: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 def auc(y_true: np.ndarray | torch.Tensor, scores: np.ndarray | torch.Tensor) -> float:
-    """Area under the ROC curve, on the device of ``scores``; NaN when only one class is present.
+    """Area under the ROC curve, on the device of ``scores``; NaN when only one class is present or
+    any score is NaN (a model whose outputs went NaN has no AUC, and early stopping must not keep it).
 
     Ranks are exact in float64 (half-integers for ties) and so is their sum below 2⁵³, so the value is
-    the same on every device and in any summation order (and equals SciPy's ``rankdata`` formula
-    bit for bit). On one CPU core it is about 2× faster than ``rankdata`` at 400 k rows and more.
+    the same on every device with float64 (not MPS) and in any summation order, and equals SciPy's
+    ``rankdata`` formula bit for bit. On this 2-core CPU it took 0.63 s against rankdata's 1.34 s at
+    4 M rows and 49 against 73 ms at 400 k (a loaded host measured 1.2-1.5×); small calls cost more.
     """
     s = _as_tensor(scores)
     y = _as_tensor(y_true).to(s.device).bool()
     n_pos = int(y.sum())
     n_neg = y.numel() - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if n_pos == 0 or n_neg == 0 or bool(torch.isnan(s).any()):
         return float("nan")
     _, inverse, counts = torch.unique(s.double(), sorted=True, return_inverse=True, return_counts=True)
     last = counts.cumsum(0).double()  # 1-based rank of the last score in each group of ties

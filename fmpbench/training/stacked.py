@@ -61,6 +61,12 @@ def unstackable_reason(model: CTRModel) -> str | None:
     return None
 
 
+def stackable_backbone(backbone: str, params: dict) -> bool:
+    """Whether a grid's retrains can stack at all (what :func:`unstackable_reason` says of each model): a
+    grid of other backbones gains nothing from running a seed's tasks together, only loses parallelism."""
+    return backbone == "mlp" and not params.get("batch_norm", False)
+
+
 def stack_shape(model: MLP) -> tuple:
     """What models must share to train in one stack: fields per model, embedding size, widths, dropout."""
     dropouts = [m.p for m in model.mlp if isinstance(m, nn.Dropout)]

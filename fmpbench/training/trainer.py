@@ -211,14 +211,13 @@ def make_optimizers(model: nn.Module, config: TrainConfig, hooks: TrainHooks) ->
 
 
 @torch.no_grad()
-@torch.no_grad()
 def predict_on_device(model: nn.Module, split: SplitTensors, batch_size: int = 65536) -> torch.Tensor:
     """Click probabilities for a whole split, in evaluation mode, as a float32 tensor where the model runs."""
     was_training = model.training
     model.eval()
     out = [torch.sigmoid(model(x)).float() for x, _ in split.batches(batch_size)]
     model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0, device=split.y.device)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float32, device=split.y.device)
 
 
 def predict(model: nn.Module, split: SplitTensors, batch_size: int = 65536) -> np.ndarray:
