@@ -32,6 +32,8 @@ bench: venv
 	$(BIN)/python benchmarks/prepare_throughput.py --json benchmarks/results/prepare_throughput.json
 	$(BIN)/python benchmarks/grid_jobs.py --json benchmarks/results/grid_jobs.json
 	$(BIN)/python benchmarks/backbone_auc.py --json benchmarks/results/backbone_auc.json
+	$(BIN)/python benchmarks/study_cost.py --json benchmarks/results/study_cost.json
+	$(BIN)/python benchmarks/threads_stacking.py --json benchmarks/results/threads_stacking.json
 
 clean:
 	rm -rf $(VENV) .fmpbench-data

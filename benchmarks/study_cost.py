@@ -26,15 +26,17 @@ process of a study pays it once.
 
 **The floor.** Whatever a path does with the retrains, their matrix products remain: the records'
 forward FLOPs per sample × 3 (forward and backward) × training rows × epochs, plus one forward over
-the validation split per epoch, at the best GEMM throughput this script measures on this machine
-(2 threads, or two 1-thread processes). The searches are the same work in every path. So the
-lowest ratio a faster retrain scheme could reach against old/1 is (old/1's searches + evaluation +
-the retrains' GEMM time) / old/1.
+the validation split per epoch, at the best GEMM throughput of this machine (measured at 2 threads,
+or twice the 1-thread figure for two processes, not measured). The searches are the same work in
+every path. So the lowest ratio a faster retrain scheme could reach against old/1 is (old/1's
+searches + evaluation + the retrains' GEMM time) / old/1 with the searches one after another, and
+(old/2's search process-seconds / 2 + evaluation + GEMM time) / old/1 with two processes sharing them.
 
 Projection of a full Criteo + Avazu study (11 methods, 5 seeds, 3 k; 45 M and 40 M rows) from the
-measured per-sample costs: searches and retrains scale with training rows × epochs and with the
-number of fields (Criteo 39, Avazu 23: per-sample costs × F / 23), evaluation with test rows; the
-epochs and the share of reused retrains are this run's. The GPU figure divides by assumed
+measured per-sample costs of the /1 paths: searches and retrains scale with training rows × epochs
+and with the number of fields (Criteo 39, Avazu 23: per-sample costs × F / 23), evaluation with test
+rows; the epochs and the share of reused retrains are this run's; a /2 path is its /1 path's
+projection times their measured wall-clock ratio. The GPU figure divides by assumed
 speed-ups (printed, not measured: no GPU was available).
 
 Usage: python benchmarks/study_cost.py [--rows 40000] [--epochs 3] [--repeats 2]
@@ -73,9 +75,12 @@ GPU_SPEEDUP_STACKED_RETRAIN = GPU_SPEEDUP_OLD * 4
 
 
 def startup_seconds() -> dict[str, float]:
-    """Wall-clock of a fresh interpreter importing the CLI, and of ``--help``."""
+    """Wall-clock of a fresh interpreter importing the CLI, of ``--help``, and of importing what a
+    ``--jobs`` worker loads before its first task (the grid: torch, the selectors)."""
     out = {}
-    for name, args in (("import_cli", ["-c", "import fmpbench.cli"]), ("help", ["-m", "fmpbench", "--help"])):
+    commands = (("import_cli", ["-c", "import fmpbench.cli"]), ("help", ["-m", "fmpbench", "--help"]),
+                ("import_worker", ["-c", "import fmpbench.grid"]))
+    for name, args in commands:
         start = time.perf_counter()
         subprocess.run([sys.executable, *args], check=True, capture_output=True)
         out[name] = time.perf_counter() - start
@@ -115,7 +120,7 @@ def gemm_gflops() -> dict[str, float]:
             best = max(best, 2 * rows * inner * outer * reps / (time.perf_counter() - begin) / 1e9)
         out[f"{threads}_thread"] = best
     torch.set_num_threads(previous)
-    out["machine"] = max(out["2_thread"], 2 * out["1_thread"])  # two 1-thread processes may do better
+    out["machine"] = max(out["2_thread"], 2 * out["1_thread"])  # two 1-thread processes: assumed, not measured
     return out
 
 
@@ -127,12 +132,14 @@ def retrain_gemm_seconds(records: list[dict], n_train: int, n_valid: int, gflops
     return flops / (gflops * 1e9)
 
 
-def breakdown(records: list[dict], wall: float) -> dict[str, float]:
+def breakdown(records: list[dict], wall: float, processes: int) -> dict[str, float | None]:
+    """Seconds of searches, retrains and selection from the records (summed over ``processes``); for one
+    process the rest of the wall-clock is evaluation and record writing, for more it is not known."""
     search = sum({(r["selector"], r["seed"]): r["search_seconds"] for r in records}.values())
     retrain = sum(r["retrain_seconds"] for r in records)
     selection = sum(r["selection_seconds"] for r in records)
-    return {"wall": wall, "search": search, "retrain": retrain, "selection": selection,
-            "evaluation_and_records": wall - search - retrain - selection}
+    rest = wall - search - retrain - selection if processes == 1 else None
+    return {"wall": wall, "search": search, "retrain": retrain, "selection": selection, "evaluation_and_records": rest}
 
 
 def per_sample(records: list[dict], parts: dict[str, float], n_train: int, n_test: int) -> dict[str, float]:
@@ -200,12 +207,18 @@ def main() -> None:
     startup = startup_seconds()
     gflops = gemm_gflops()
     n_train, n_valid, n_test = len(data.train), len(data.valid), len(data.test)
-    parts = {name: {part: statistics.mean(breakdown(recs, wall)[part] for recs, wall in zip(every[name], runs[name]))
-                    for part in breakdown(records[name], walls[name])} for name in PATHS}
-    costs = {name: per_sample(records[name], parts[name], n_train, n_test) for name in PATHS}
+    parts: dict[str, dict[str, float | None]] = {}
+    for name in PATHS:
+        processes = int(name.split("/")[1])
+        each = [breakdown(recs, wall, processes) for recs, wall in zip(every[name], runs[name])]
+        parts[name] = {part: None if each[0][part] is None else statistics.mean(e[part] for e in each)
+                       for part in each[0]}
+    costs = {name: per_sample(records[name], parts[name], n_train, n_test) for name in ("old/1", "new/1")}
     base = parts["old/1"]
     gemm = retrain_gemm_seconds(records["old/1"], n_train, n_valid, gflops["machine"])
     floor = (base["search"] + base["evaluation_and_records"] + gemm) / base["wall"]
+    # with the searches also spread perfectly over two processes (old/2's search process-seconds / 2)
+    floor_two = (parts["old/2"]["search"] / 2 + base["evaluation_and_records"] + gemm) / base["wall"]
     old_auc = {r["run_id"]: r["test_auc"] for r in records["old/1"]}
     by_row: dict[tuple, list[float]] = {}
     for r in records["old/1"]:
@@ -217,8 +230,12 @@ def main() -> None:
         auc[name] = {"mean": float(np.mean([r["test_auc"] for r in records[name]])),
                      "mean_diff": float(np.mean(diffs)), "mean_abs_diff": float(np.mean(np.abs(diffs)))}
     train_share = n_train / args.rows
+    cpu_days = {name: project(costs[name], train_share, 1.0, 1.0) / 86400 for name in costs}
+    for name in ("old/2", "new/2"):  # the /1 projection of the same path, times the measured wall ratio
+        single = name.replace("/2", "/1")
+        cpu_days[name] = cpu_days[single] * walls[name] / walls[single]
     projection = {
-        "cpu_days": {name: project(costs[name], train_share, 1.0, 1.0) / 86400 for name in PATHS},
+        "cpu_days": cpu_days,
         "gpu_days_assumed": {
             "old": project(costs["old/1"], train_share, GPU_SPEEDUP_OLD, GPU_SPEEDUP_OLD) / 86400,
             "new": project(costs["new/1"], train_share, GPU_SPEEDUP_STACKED_RETRAIN, GPU_SPEEDUP_OLD) / 86400,
@@ -238,6 +255,7 @@ def main() -> None:
         "gemm_gflops": gflops,
         "retrain_gemm_floor_seconds": gemm,
         "floor_ratio_over_old_1": floor,
+        "floor_ratio_over_old_1_searches_on_two_processes": floor_two,
         "startup_seconds": startup,
         "data_generation_seconds": prepare_seconds,
         "per_sample": costs,
@@ -259,11 +277,14 @@ def main() -> None:
               f"{out['reused_retrains'][name]} reused, stack sizes {out['stack_sizes'][name]}; test AUC "
               f"{auc[name]['mean']:.4f} (mean |paired diff| to old/1 {auc[name]['mean_abs_diff']:.4f})")
     print(f"  new/2 / old/2 = {out['ratio_new_2_over_old_2']:.2f}; seed-to-seed sd of test AUC {seed_sd:.4f}")
-    print(f"floor: GEMM {gflops['1_thread']:.0f} GFLOP/s on 1 thread, {gflops['2_thread']:.0f} on 2 → the retrains' "
-          f"matrix products take ≥ {gemm:.1f}s, so no retrain scheme gets below {floor:.2f}× old/1 (searches "
-          f"{base['search']:.1f}s and evaluation {base['evaluation_and_records']:.1f}s are the same work)")
-    print(f"start-up (once per process): import fmpbench.cli {startup['import_cli']:.1f}s, "
-          f"--help {startup['help']:.1f}s; data generation {prepare_seconds:.1f}s")
+    print(f"floor: GEMM {gflops['1_thread']:.0f} GFLOP/s on 1 thread, {gflops['2_thread']:.0f} on 2 (two processes "
+          f"taken as 2 × 1 thread = {gflops['machine']:.0f}) → the retrains' matrix products take ≥ {gemm:.1f}s, so "
+          f"with the searches one after another ({base['search']:.1f}s, the same work in every scheme; evaluation "
+          f"{base['evaluation_and_records']:.1f}s) no retrain scheme gets below {floor:.2f}× old/1; with them "
+          f"perfectly shared by two processes, {floor_two:.2f}×")
+    print(f"start-up: import fmpbench.cli {startup['import_cli']:.1f}s, --help {startup['help']:.1f}s (once per run), "
+          f"import fmpbench.grid {startup['import_worker']:.1f}s (once per --jobs worker); data generation "
+          f"{prepare_seconds:.1f}s")
     cpu, gpu = projection["cpu_days"], projection["gpu_days_assumed"]
     print("full Criteo+Avazu study (11 methods × 5 seeds × 3 k) on this machine: "
           + ", ".join(f"{name} {cpu[name]:.1f} d" for name in PATHS)
