@@ -38,14 +38,13 @@ from fmpbench.training import TrainResult
 from fmpbench.training.stacked import fit_stacked, stack_shape, unstackable_reason
 
 #: Stacking is the default of ``run`` and ``study`` on every device and executor. On this 2-core CPU
-#: (default model, Avazu stand-in, 32 k training rows, k = 12, 5 models, 2 epochs, quiet host) a
-#: stack took 3.7-4.2 s at 2 threads against 8.3 s for the 5 trained one after another at 2 threads
-#: and 6.6-6.9 s at 1 thread (its tensors are 5× larger, so the second thread pays; a single small
-#: model's elementwise ops lose more to waking it than its GEMMs gain); at 1 thread 5.2-6.2 s; one
-#: model alone costs the same as unstacked (0.99×). In ``benchmarks/study_cost.py`` a study's
-#: retrains took 0.74× at ``--jobs 1`` and 0.75× at ``--jobs 2`` (test AUC within seed noise). On a
-#: GPU the default model at batch 512 is launch-bound, so M stacked models should cost close to one
-#: (reasoned, not measured: no GPU was available when this was chosen).
+#: (``benchmarks/threads_stacking.py``: default model, Avazu stand-in, 32 k training rows, k = 12,
+#: 5 models, 2 epochs) a stack took 4.3-4.7 s at 1 thread and 4.1-4.8 s at 2, against 5.6-6.8 s and
+#: 9.1-9.4 s for the 5 trained one after another; one model alone costs the same as unstacked
+#: (0.99×). In ``benchmarks/study_cost.py`` a study's retrains took 0.75× at ``--jobs 1`` and 0.76× at
+#: ``--jobs 2`` (test AUC within seed noise). On a GPU the default model at batch 512 is launch-bound,
+#: so M stacked models should cost close to one (reasoned, not measured: no GPU was available when
+#: this was chosen).
 STACK_BY_DEFAULT = True
 
 
