@@ -6,6 +6,7 @@ import ctypes
 import logging
 import multiprocessing
 import os
+import queue
 import signal
 import sys
 import threading
@@ -253,9 +254,11 @@ def _ledger_manager() -> SyncManager:
 
 def _worker_run(
     unit: Unit, config: ExperimentConfig, skip: frozenset[str], data: PreparedData | DataRef, ledger: RetrainLedger,
-    stack: bool,
+    stack: bool, sink: Any = None,
 ) -> list[tuple[dict[str, Any], Predictions]]:
-    """Run one unit in a worker and hand its outputs back to the process that writes records.
+    """Run one unit in a worker and hand its outputs back to the process that writes records: each as
+    it is produced into ``sink`` (a manager queue; a unit is a whole seed's tasks when stacked, so an
+    interrupted run keeps what its workers finished), or all at the end as the return value (Ray).
 
     A worker gets a :class:`DataRef` and loads exactly that data (memory-mapped, or regenerated),
     once per worker and fingerprint.
@@ -264,7 +267,12 @@ def _worker_run(
         data = _cached_data(data)
     if _WORKER_DEVICE is not None:
         config = on_device(config, _WORKER_DEVICE)
-    return list(unit_outputs(unit, config, data, skip, ledger, stack))
+    outputs = unit_outputs(unit, config, data, skip, ledger, stack)
+    if sink is None:
+        return list(outputs)
+    for output in outputs:
+        sink.put(output)
+    return []
 
 
 _WORKER_DATA: dict[str, PreparedData] = {}
@@ -398,7 +406,7 @@ def run_grid(
         else:
             with _ledger_manager() as manager:
                 ledger = RetrainLedger(manager.dict(known))
-                _LocalPool(units, config, finished, jobs, write, claim, ledger, stack).run(data)
+                _LocalPool(units, config, finished, jobs, write, claim, ledger, stack, manager.Queue()).run(data)
         for held in [output for outputs in waiting.values() for output in outputs]:  # a source that never came
             write_record(results_dir, *held)
             records.append(held[0])
@@ -433,9 +441,11 @@ class _LocalPool:
         claim: Callable[[Unit], Unit],
         ledger: RetrainLedger,
         stack: bool,
+        sink: Any = None,
     ) -> None:
         self.queue = deque(units)
         self.stack = stack
+        self.sink = sink  # a manager queue the workers put each output into (None: they return them at the end)
         self.ledger = ledger  # shared with the workers (a manager's dict)
         self.claim = claim  # a unit is taken only once its runs are claimed (RunClaims)
         gpus = torch.cuda.device_count() if config.train_config.device == "cuda" else 0
@@ -506,7 +516,7 @@ class _LocalPool:
         """Give every idle worker one unit (none are queued ahead, so this process can still take them)."""
         while len(in_flight) < self.workers and (unit := self._take()) is not None:
             in_flight.add(self.pool.submit(_worker_run, unit, self.config, self.finished, self.refs[unit[0].seed],
-                                           self.ledger, self.stack))
+                                           self.ledger, self.stack, self.sink))
         return in_flight
 
     def _feed_workers(self, in_flight: set[Future]) -> None:
@@ -515,13 +525,23 @@ class _LocalPool:
                 if not self._fill(in_flight):  # no task left for the workers: let them exit while this process works on
                     self.pool.shutdown(wait=False)
                     return
-                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                done, in_flight = wait(in_flight, timeout=0.5, return_when=FIRST_COMPLETED)
+                self._drain()  # a finished unit put all its outputs before it returned
                 for future in done:
                     self._deliver(future.result())
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
             with self.lock:
                 self.error = self.error or exc
                 self.stopped = True
+
+    def _drain(self) -> None:
+        """Write the outputs the workers have put so far."""
+        while self.sink is not None:
+            try:
+                output = self.sink.get_nowait()
+            except queue.Empty:
+                return
+            self._deliver([output])
 
     def _stop(self) -> None:
         """Stop handing out tasks and terminate the workers (Ctrl-C, or a worker that failed)."""
