@@ -18,7 +18,7 @@ def test_auc_and_logloss_match_sklearn(seed):
     assert logloss(y, p) == pytest.approx(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7)), abs=1e-6)
 
 
-def test_auc_of_tensors_and_strided_arrays_is_the_same_number_as_of_arrays():
+def test_auc_of_tensors_and_strided_arrays_is_the_same_number_as_of_arrays(monkeypatch):
     """The trainer computes validation AUC where the scores are (a GPU's tensors); it must be the same
     float as the NumPy path's, or early stopping would depend on the device."""
     import torch
@@ -46,11 +46,8 @@ def test_auc_of_tensors_and_strided_arrays_is_the_same_number_as_of_arrays():
         viewed.append(array.flags.writeable)
         return real_from_numpy(array)
 
-    torch.from_numpy = from_numpy
-    try:
-        assert auc(frozen_y, frozen_p) == by_hand
-    finally:
-        torch.from_numpy = real_from_numpy
+    monkeypatch.setattr(torch, "from_numpy", from_numpy)
+    assert auc(frozen_y, frozen_p) == by_hand
     assert viewed == [True, True]  # copies, not views of read-only memory
 
 
