@@ -8,10 +8,12 @@ Measured in one run on a Criteo-shaped synthetic set (39 fields, power-law ids):
 3. the floor's step time at total vocabulary 10 k and 1 M with the same batches (the 1 M ids are the
    10 k ids spread over a 100× larger table, so only the table size changes): sparse updates should
    make them about equal; a dense optimiser would be ~100× slower at 1 M;
-4. the floor at 1 and 2 threads, quiet and while a second process (a busy loop this script starts
-   and stops) keeps one core busy: on a shared host the 2-thread step must not be slower than the
-   1-thread one. A child process repeats the busy 2-thread default step with libgomp's spinning wait
-   (``GOMP_SPINCOUNT=300000``, what torch does without fmpbench's ``OMP_WAIT_POLICY=PASSIVE``);
+4. at 1 and 2 threads, quiet and while a second process (a busy loop this script starts and stops)
+   keeps one core busy: the floor's step at a fixed thread count, and ``Trainer.fit``'s samples/s,
+   whose thread governor runs a 2-thread fit at whichever of 1 and 2 threads is faster — on a shared
+   host the 2-thread trainer must not be slower than the 1-thread one. A child process repeats the
+   busy 2-thread default step with libgomp's spinning wait (``GOMP_SPINCOUNT=300000``, what torch
+   does without fmpbench's ``OMP_WAIT_POLICY=PASSIVE``);
 5. for the default model, where its quiet 1-thread step goes (forward + loss, backward, row-sparse
    Adam, dense Adam) and its GEMM bound: the MLP's dense forward and backward matmuls alone at that
    batch, timed in the same run; bound / step is how close the step is to its floor — also with the
@@ -200,18 +202,32 @@ def spinning_child_step_ms(rows: int, vocab: int, steps: int) -> float | None:
 
 
 def contention(
-    params: dict, batch: int, X: np.ndarray, y: np.ndarray, dims: list[int], device: torch.device, steps: int
+    params: dict, batch: int, X: np.ndarray, y: np.ndarray, dims: list[int], device: torch.device, steps: int,
+    trainer_rows: int,
 ) -> dict[str, float]:
-    """Step ms at 1 and 2 threads, quiet and beside a busy core, interleaved so drift hits both."""
-    out = {}
+    """At 1 and 2 threads, quiet and beside a busy core: the floor's step ms at a fixed thread count,
+    and ``Trainer.fit``'s samples/s (one epoch on ``trainer_rows`` rows, best of two), whose
+    ``ThreadGovernor`` runs a 2-thread fit at whichever count is faster. 1 and 2 threads alternate,
+    so drift hits both."""
+    out: dict[str, float] = {}
+    Xt, yt = X[:trainer_rows], y[:trainer_rows]
     for busy in (False, True):
+        state = "busy" if busy else "quiet"
         with busy_core(busy):
             for n in (1, 2):
                 with threads(n):
-                    out[f"step_ms_{n}t_{'busy' if busy else 'quiet'}"] = round(
-                        step_seconds(params, batch, X, y, dims, device, steps) * 1e3, 2)
+                    step = step_seconds(params, batch, X, y, dims, device, steps)
+                    out[f"step_ms_{n}t_{state}"] = round(step * 1e3, 2)
+            fits: dict[int, list[float]] = {1: [], 2: []}
+            for n in (1, 2, 2, 1):
+                with threads(n):
+                    fits[n].append(trainer_samples_per_second(params, batch, Xt, yt, dims, device))
+            for n, rates in fits.items():
+                out[f"trainer_samples_per_s_{n}t_{state}"] = round(max(rates))
     for state in ("quiet", "busy"):
-        out[f"2t_over_1t_samples_per_s_{state}"] = round(out[f"step_ms_1t_{state}"] / out[f"step_ms_2t_{state}"], 3)
+        out[f"2t_over_1t_step_{state}"] = round(out[f"step_ms_1t_{state}"] / out[f"step_ms_2t_{state}"], 3)
+        out[f"2t_over_1t_trainer_{state}"] = round(
+            out[f"trainer_samples_per_s_2t_{state}"] / out[f"trainer_samples_per_s_1t_{state}"], 3)
     return out
 
 
@@ -259,7 +275,7 @@ def main() -> None:
             "step_1m_over_10k": round(step_1m / step_10k, 3),
         }
         if device.type == "cpu":
-            row.update(contention(params, batch, X, y, dims, device, args.steps))
+            row.update(contention(params, batch, X, y, dims, device, args.steps, min(args.rows, 200_000)))
         if device.type == "cpu" and label == DEFAULT:
             with threads(1):
                 phases = np.median(phase_seconds(params, batch, X, y, dims, device, args.steps), axis=0)

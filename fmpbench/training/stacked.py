@@ -36,6 +36,7 @@ from torch import nn
 from fmpbench.models.backbones import MLP, CTRModel
 from fmpbench.training.metrics import auc
 from fmpbench.training.optim import RowSparseAdam
+from fmpbench.training.threads import ThreadGovernor
 from fmpbench.training.trainer import (
     EarlyStopping,
     SplitTensors,
@@ -240,52 +241,55 @@ def fit_stacked(
         return F.binary_cross_entropy_with_logits(logits, y.expand_as(logits), reduction="none").mean(1)
 
     _sync(device)
-    for epoch in range(1, max_epochs + 1):
-        start = time.perf_counter()
-        for x, y in train.shuffled_batches(config.batch_size, generator):
-            losses = member_losses(x, y)
-            finite = torch.isfinite(losses)
-            if not bool(finite.all()):
-                bad = {int(i) for i in torch.nonzero(~finite).flatten()}
-                for position in sorted(bad):
-                    member = stack.members[position]
-                    outcomes[member] = TrainingDiverged(
-                        f"loss became {losses[position].item()} at step {progress[member].steps} (epoch {epoch})"
-                    )
-                dense_opt = stack.drop(bad, dense_opt)
-                if not stack.members:
-                    break
-                losses = member_losses(x, y)
-            sparse_opt.zero_grad(set_to_none=True)
-            dense_opt.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            sparse_opt.step()
-            dense_opt.step()
-            for member in stack.members:
-                progress[member].steps += 1
-        if not stack.members:
-            break
-        epochs = epoch
-        aucs = _valid_aucs(stack, valid, eval_batch)
-        _sync(device)
-        share = (time.perf_counter() - start) / len(stack.members)
-        epoch_log.info("epoch %d/%d: validation AUC %.4f (best of %d stacked)", epoch, max_epochs, max(aucs), len(aucs),
-                       extra={"epoch": epoch, "max_epochs": max_epochs, "valid_auc": max(aucs)})
-        done: set[int] = set()
-        for position, (member, valid_auc) in enumerate(zip(stack.members, aucs)):
-            p = progress[member]
-            p.seconds += share
-            improved, stop = p.stopping.update(epoch, valid_auc)
-            if improved:
-                p.best_state = stack.state_of(position)
-            elif stop:
-                done.add(position)
-        for position in sorted(done):
-            finish(position, epoch)
-        if done:
-            dense_opt = stack.drop(done, dense_opt)
-        if not stack.members:
-            break
-    for position in range(len(stack.members)):
-        finish(position, epochs)
+    with ThreadGovernor(device) as governor:
+        for epoch in range(1, max_epochs + 1):
+            start = time.perf_counter()
+            for x, y in train.shuffled_batches(config.batch_size, generator):
+                with governor.step():
+                    losses = member_losses(x, y)
+                    finite = torch.isfinite(losses)
+                    if not bool(finite.all()):
+                        bad = {int(i) for i in torch.nonzero(~finite).flatten()}
+                        for position in sorted(bad):
+                            member = stack.members[position]
+                            outcomes[member] = TrainingDiverged(
+                                f"loss became {losses[position].item()} at step {progress[member].steps} "
+                                f"(epoch {epoch})"
+                            )
+                        dense_opt = stack.drop(bad, dense_opt)
+                        if not stack.members:
+                            break
+                        losses = member_losses(x, y)
+                    sparse_opt.zero_grad(set_to_none=True)
+                    dense_opt.zero_grad(set_to_none=True)
+                    losses.sum().backward()
+                    sparse_opt.step()
+                    dense_opt.step()
+                for member in stack.members:
+                    progress[member].steps += 1
+            if not stack.members:
+                break
+            epochs = epoch
+            aucs = _valid_aucs(stack, valid, eval_batch)
+            _sync(device)
+            share = (time.perf_counter() - start) / len(stack.members)
+            epoch_log.info("epoch %d/%d: validation AUC %.4f (best of %d stacked)", epoch, max_epochs, max(aucs),
+                           len(aucs), extra={"epoch": epoch, "max_epochs": max_epochs, "valid_auc": max(aucs)})
+            done: set[int] = set()
+            for position, (member, valid_auc) in enumerate(zip(stack.members, aucs)):
+                p = progress[member]
+                p.seconds += share
+                improved, stop = p.stopping.update(epoch, valid_auc)
+                if improved:
+                    p.best_state = stack.state_of(position)
+                elif stop:
+                    done.add(position)
+            for position in sorted(done):
+                finish(position, epoch)
+            if done:
+                dense_opt = stack.drop(done, dense_opt)
+            if not stack.members:
+                break
+        for position in range(len(stack.members)):
+            finish(position, epochs)
     return [outcome for outcome in outcomes if outcome is not None]  # every member has finished or diverged

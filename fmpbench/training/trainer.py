@@ -23,6 +23,7 @@ from fmpbench.models.backbones import Dropout
 from fmpbench.training.hooks import TrainHooks
 from fmpbench.training.metrics import auc, logloss
 from fmpbench.training.optim import RowSparseAdam, SerialAdam
+from fmpbench.training.threads import ThreadGovernor
 
 #: one INFO record per epoch (epoch, max_epochs, valid_auc as ``extra``): ``fmpbench.progress`` shows them
 epoch_log = logging.getLogger(__name__)
@@ -270,13 +271,15 @@ class Trainer:
         for module in dropouts:
             module.rng = rng
         try:
-            return self._fit(model, train, valid, max_epochs, early_stopping)
+            with ThreadGovernor(self.device) as governor:
+                return self._fit(model, train, valid, max_epochs, early_stopping, governor)
         finally:
             for module in dropouts:
                 module.rng = None
 
     def _fit(
-        self, model: nn.Module, train: SplitTensors, valid: SplitTensors, max_epochs: int, early_stopping: bool
+        self, model: nn.Module, train: SplitTensors, valid: SplitTensors, max_epochs: int, early_stopping: bool,
+        governor: ThreadGovernor,
     ) -> TrainResult:
         config, hooks = self.config, self.hooks
         optimizers = make_optimizers(model, config, hooks)
@@ -295,17 +298,18 @@ class Trainer:
                 for group, lr in zip(opt.param_groups, lrs):
                     group["lr"] = lr * factor
             for x, y in train.shuffled_batches(config.batch_size, generator):
-                loss = loss_fn(model(x), y)
-                extra = hooks.extra_loss(model, step)
-                if extra is not None:
-                    loss = loss + extra
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(f"loss became {loss.item()} at step {step} (epoch {epoch})")
-                for opt in optimizers:
-                    opt.zero_grad(set_to_none=True)
-                loss.backward()
-                for opt in optimizers:
-                    opt.step()
+                with governor.step():
+                    loss = loss_fn(model(x), y)
+                    extra = hooks.extra_loss(model, step)
+                    if extra is not None:
+                        loss = loss + extra
+                    if not torch.isfinite(loss):
+                        raise TrainingDiverged(f"loss became {loss.item()} at step {step} (epoch {epoch})")
+                    for opt in optimizers:
+                        opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    for opt in optimizers:
+                        opt.step()
                 step += 1
                 hooks.after_step(model, step)
                 if valid_stream is not None and step % hooks.validation_every == 0:
