@@ -157,6 +157,20 @@ def test_importing_fmpbench_makes_idle_openmp_threads_sleep_unless_the_user_chos
     assert out.stdout.split() == ["False", str(expected)]
 
 
+@pytest.mark.parametrize(("user_env", "expected"), [({}, "1"), ({"THP_MEM_ALLOC_ENABLE": "0"}, "0")])
+def test_importing_fmpbench_puts_large_tensors_on_huge_pages_unless_the_user_chose(user_env, expected):
+    # random-row reads and writes of the embedding table and its moments missed the TLB on 4 KB pages;
+    # c10 reads the setting once, so it must be in the environment before torch allocates
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    code = "import sys, os, fmpbench; print('torch' in sys.modules, os.environ.get('THP_MEM_ALLOC_ENABLE'))"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, **user_env}, capture_output=True, text=True)
+    assert out.stdout.split() == ["False", expected]
+
+
 def test_fast_dropout_is_opt_in_reproducible_and_keeps_old_run_identities(tiny_synthetic, fast_context):
     assert "fast_dropout" not in TrainConfig().to_dict()  # the committed study's run ids stay valid
     assert TrainConfig(fast_dropout=True).to_dict()["fast_dropout"] is True
