@@ -121,9 +121,7 @@ def unit_outputs(
 ) -> Iterator[tuple[dict[str, Any], Predictions]]:
     """The outputs of a unit's tasks, stacked or one task after another; ``data`` is the unit's seed's."""
     if stack:
-        if len({task.seed for task in unit}) > 1:
-            raise ValueError("a stacked unit holds the tasks of one seed")
-        yield from iter_stacked_outputs(unit, config, lambda seed: data, skip, ledger)
+        yield from iter_stacked_outputs(unit, config, data, skip, ledger)
         return
     for task in unit:
         yield from iter_task_outputs(task, config, data, skip, ledger)

@@ -159,20 +159,13 @@ class _BatonLedger(RetrainLedger):
 
 
 def iter_stacked_outputs(
-    tasks: Sequence[Task],
-    config: ExperimentConfig,
-    data_of: Callable[[int], PreparedData],
-    skip_run_ids: frozenset[str],
-    ledger: RetrainLedger,
+    tasks: Sequence[Task], config: ExperimentConfig, data: PreparedData, skip: frozenset[str], ledger: RetrainLedger
 ) -> Iterator[tuple[dict[str, Any], Predictions]]:
-    """The outputs of ``tasks`` (as :func:`iter_task_outputs` yields them), each seed's retrains stacked."""
-    for seed in sorted({t.seed for t in tasks}):
-        yield from _seed_outputs([t for t in tasks if t.seed == seed], config, data_of(seed), skip_run_ids, ledger)
-
-
-def _seed_outputs(
-    tasks: list[Task], config: ExperimentConfig, data: PreparedData, skip: frozenset[str], ledger: RetrainLedger
-) -> Iterator[tuple[dict[str, Any], Predictions]]:
+    """The outputs of one seed's ``tasks`` (as :func:`iter_task_outputs` yields them), their retrains
+    stacked; ``data`` is that seed's."""
+    if len({task.seed for task in tasks}) > 1:
+        raise ValueError("stacked tasks must be of one seed")
+    tasks = list(tasks)
     baton = _Baton(len(tasks))
     outputs: list[list[tuple[dict[str, Any], Predictions]]] = [[] for _ in tasks]
     errors: list[BaseException] = []

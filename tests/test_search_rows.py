@@ -13,6 +13,7 @@ from fmpbench.cli import main
 from fmpbench.protocol import ExperimentConfig, Task, run_task, search_view, task_rows
 from fmpbench.results import iter_records
 from fmpbench.selectors import get_selector_class
+from fmpbench.study import load_study
 from fmpbench.training import TrainConfig
 
 CONFIG = dict(dataset="synthetic", backbone_params={"embed_dim": 4, "hidden": (8,)},
@@ -93,8 +94,9 @@ def test_the_committed_study_run_ids_are_unchanged(tiny_synthetic):
     picked = [r for r in committed if r["dataset"] == "synthetic" and r["selector"] in ("lasso", "none")]
     if not picked:
         pytest.skip("no committed synthetic lasso/none records")
+    train_config = load_study(study.parents[1] / "configs" / "study.toml").train_config  # torch's dropout, pinned
     for record in picked:
         data = replace(tiny_synthetic, fingerprint=record["data_fingerprint"])
-        config = ExperimentConfig(dataset="synthetic", n_rows=20_000, method_params={})
+        config = ExperimentConfig(dataset="synthetic", n_rows=20_000, method_params={}, train_config=train_config)
         rows = task_rows(Task(record["selector"], record["seed"], (record["k"],)), config, data)
         assert record["run_id"] in {row.run_id for row in rows}, record["run_id"]

@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from fmpbench.grid import build_tasks, expected_cost, run_grid, work_units
+from fmpbench.models.backbones import word_dropout
 from fmpbench.protocol import ExperimentConfig, RetrainLedger
 from fmpbench.results import iter_records
 from fmpbench.selectors import SearchContext
 from fmpbench.stacking import _Baton, _stop, _Stopped, iter_stacked_outputs
 from fmpbench.training import SplitTensors, TrainConfig, evaluate
-from fmpbench.training.stacked import _dropout, _Stack, fit_stacked, stackable_backbone, unstackable_reason
+from fmpbench.training.stacked import _Stack, fit_stacked, stackable_backbone, unstackable_reason
 
 
 def _context(seed: int = 0, dropout: float = 0.0, max_epochs: int = 6, patience: int = 1) -> SearchContext:
@@ -147,7 +148,7 @@ def test_only_plain_mlps_of_one_shape_stack(synthetic_20k):
 
 def test_stacked_dropout_drops_p_of_the_units_and_keeps_the_mean():
     torch.manual_seed(0)
-    out = _dropout(torch.ones(4, 512, 256), 0.3)
+    out = word_dropout(torch.ones(4, 512, 256), 0.3)
     assert (out == 0).float().mean().item() == pytest.approx(0.3, abs=0.005)
     assert out.mean().item() == pytest.approx(1.0, abs=0.01)
     np.testing.assert_allclose(out.unique().numpy(), [0.0, 1 / 0.7], rtol=1e-6)
@@ -197,10 +198,16 @@ def _task_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("fmpbench-stack-")]
 
 
+def test_only_one_seed_stacks(tiny_synthetic):
+    with pytest.raises(ValueError, match="one seed"):
+        next(iter_stacked_outputs(build_tasks(["random"], [0, 1], (4,)), GRID, tiny_synthetic, frozenset(),
+                                  RetrainLedger()))
+
+
 def test_a_driver_stopped_early_leaves_no_task_thread(tiny_synthetic):
     """An interrupted grid must not leave task threads inside torch: at exit they abort the process (−6)."""
     outputs = iter_stacked_outputs(build_tasks(["random", "lasso", "pca"], [0], (4, 8)), GRID,
-                                   lambda seed: tiny_synthetic, frozenset(), RetrainLedger())
+                                   tiny_synthetic, frozenset(), RetrainLedger())
     record, _ = next(outputs)
     assert record["status"] == "ok" and _task_threads()
     outputs.close()

@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,28 +172,34 @@ def test_importing_fmpbench_puts_large_tensors_on_huge_pages_unless_the_user_cho
     assert out.stdout.split() == ["False", expected]
 
 
-def test_fast_dropout_is_opt_in_reproducible_and_keeps_old_run_identities(tiny_synthetic, fast_context):
-    assert "fast_dropout" not in TrainConfig().to_dict()  # the committed study's run ids stay valid
-    assert TrainConfig(fast_dropout=True).to_dict()["fast_dropout"] is True
-    default = _train(tiny_synthetic, fast_context, seed=1, max_epochs=2)[1].valid_auc_history
-    fast_a = _train(tiny_synthetic, fast_context, seed=1, max_epochs=2, fast_dropout=True)[1].valid_auc_history
-    fast_b = _train(tiny_synthetic, fast_context, seed=1, max_epochs=2, fast_dropout=True)[1].valid_auc_history
-    assert fast_a == fast_b and fast_a != default
+def test_fast_dropout_is_the_default_reproducible_and_leaves_the_study_run_ids(tiny_synthetic, fast_context):
+    assert "fast_dropout" not in TrainConfig(fast_dropout=False).to_dict()  # the committed study's run ids
+    assert TrainConfig().to_dict()["fast_dropout"] is True  # its masks give other numbers: other ids
+    torch_masks = _train(tiny_synthetic, fast_context, seed=1, max_epochs=2, fast_dropout=False)[1].valid_auc_history
+    fast_a = _train(tiny_synthetic, fast_context, seed=1, max_epochs=2)[1].valid_auc_history
+    fast_b = _train(tiny_synthetic, fast_context, seed=1, max_epochs=2)[1].valid_auc_history
+    assert fast_a == fast_b and fast_a != torch_masks
     assert fast_a[-1] > 0.65
 
 
-def test_numpy_masked_dropout_keeps_the_rate_and_the_expectation():
-    import numpy as np
+def test_the_study_config_pins_the_dropout_its_rows_were_trained_with():
+    from fmpbench.study import load_study
 
+    assert load_study(Path(__file__).parents[1] / "configs" / "study.toml").train_config.fast_dropout is False
+
+
+def test_word_dropout_keeps_the_rate_and_the_expectation_and_follows_its_generator():
     from fmpbench.models.backbones import Dropout
 
     drop = Dropout(0.25).train()
-    drop.rng = np.random.default_rng(0)
-    out = drop(torch.ones(400, 500))
+    drop.generator = torch.Generator().manual_seed(0)
+    out = drop(torch.ones(400, 501))  # not a multiple of four elements
     assert abs((out == 0).float().mean().item() - 0.25) < 0.01
     assert torch.allclose(out[out != 0], torch.tensor(1 / 0.75))
-    drop.rng = None
+    drop.generator = torch.Generator().manual_seed(0)
+    assert torch.equal(drop(torch.ones(400, 501)), out)
+    drop.generator = None
     torch.manual_seed(0)
     reference = torch.nn.functional.dropout(torch.ones(4, 5), 0.25)
     torch.manual_seed(0)
-    assert torch.equal(drop(torch.ones(4, 5)), reference)  # without rng it is nn.Dropout exactly
+    assert torch.equal(drop(torch.ones(4, 5)), reference)  # without a generator it is nn.Dropout exactly
