@@ -250,27 +250,28 @@ def _ledger_manager() -> SyncManager:
     return manager
 
 
-def _worker_run(
+def _worker_outputs(
     unit: Unit, config: ExperimentConfig, skip: frozenset[str], data: PreparedData | DataRef, ledger: RetrainLedger,
-    stack: bool, sink: Any = None,
-) -> list[tuple[dict[str, Any], Predictions]]:
-    """Run one unit in a worker and hand its outputs back to the process that writes records: each as
-    it is produced into ``sink`` (a manager queue; a unit is a whole seed's tasks when stacked, so an
-    interrupted run keeps what its workers finished), or all at the end as the return value (Ray).
-
-    A worker gets a :class:`DataRef` and loads exactly that data (memory-mapped, or regenerated),
-    once per worker and fingerprint.
-    """
+    stack: bool,
+) -> Iterator[tuple[dict[str, Any], Predictions]]:
+    """One unit's outputs in a worker, as they are produced. A ``--jobs`` worker gets a
+    :class:`DataRef` and loads exactly that data (memory-mapped, or regenerated), once per worker and
+    fingerprint; a Ray worker gets the data from the object store."""
     if isinstance(data, DataRef):
         data = _cached_data(data)
     if _WORKER_DEVICE is not None:
         config = on_device(config, _WORKER_DEVICE)
-    outputs = unit_outputs(unit, config, data, skip, ledger, stack)
-    if sink is None:
-        return list(outputs)
-    for output in outputs:
+    return unit_outputs(unit, config, data, skip, ledger, stack)
+
+
+def _worker_run(
+    unit: Unit, config: ExperimentConfig, skip: frozenset[str], data: DataRef, ledger: RetrainLedger, stack: bool,
+    sink: Any,
+) -> None:
+    """A ``--jobs`` worker's unit: each output goes into ``sink`` (a manager queue) as it is produced —
+    a stacked unit is a whole seed's tasks, so an interrupted run keeps what its workers finished."""
+    for output in _worker_outputs(unit, config, skip, data, ledger, stack):
         sink.put(output)
-    return []
 
 
 _WORKER_DATA: dict[str, PreparedData] = {}
@@ -439,11 +440,11 @@ class _LocalPool:
         claim: Callable[[Unit], Unit],
         ledger: RetrainLedger,
         stack: bool,
-        sink: Any = None,
+        sink: Any,
     ) -> None:
         self.queue = deque(units)
         self.stack = stack
-        self.sink = sink  # a manager queue the workers put each output into (None: they return them at the end)
+        self.sink = sink  # a manager queue the workers put each output into
         self.ledger = ledger  # shared with the workers (a manager's dict)
         self.claim = claim  # a unit is taken only once its runs are claimed (RunClaims)
         gpus = torch.cuda.device_count() if config.train_config.device == "cuda" else 0
@@ -526,7 +527,7 @@ class _LocalPool:
                 done, in_flight = wait(in_flight, timeout=0.5, return_when=FIRST_COMPLETED)
                 self._drain()  # a finished unit put all its outputs before it returned
                 for future in done:
-                    self._deliver(future.result())
+                    future.result()  # a worker's error is raised here
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
             with self.lock:
                 self.error = self.error or exc
@@ -534,7 +535,7 @@ class _LocalPool:
 
     def _drain(self) -> None:
         """Write the outputs the workers have put so far."""
-        while self.sink is not None:
+        while True:
             try:
                 output = self.sink.get_nowait()
             except queue.Empty:
@@ -581,10 +582,15 @@ def _run_ray(
         units = work_units(tasks, slots, stack)
         remote = ray.remote(num_cpus=threads)(_ray_task)
         ledger = RetrainLedger(_RayStore(ray.remote(num_cpus=0)(_RayDict).remote(known)))
-        pending = [remote.remote(unit, config, finished, refs[unit[0].seed], threads, ledger, stack) for unit in units]
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            write(ray.get(done[0]))
+        streams = [remote.remote(unit, config, finished, refs[unit[0].seed], threads, ledger, stack) for unit in units]
+        while streams:  # each output is written as soon as any unit has produced it
+            ready, streams = ray.wait(streams, num_returns=1)
+            try:
+                output = next(ready[0])
+            except StopIteration:  # that unit has finished
+                continue
+            write([ray.get(output)])
+            streams.append(ready[0])
     finally:
         if started_here:
             ray.shutdown()
@@ -593,9 +599,11 @@ def _run_ray(
 def _ray_task(
     unit: Unit, config: ExperimentConfig, finished: frozenset[str], data: PreparedData, threads: int,
     ledger: RetrainLedger, stack: bool,
-) -> list[tuple[dict[str, Any], Predictions]]:
+) -> Iterator[tuple[dict[str, Any], Predictions]]:
+    """A Ray worker's unit, as a generator task: each output streams back to the driver as it is
+    produced (a stacked unit is a whole seed's tasks; an interrupted run keeps what was finished)."""
     _init_worker(threads)
-    return _worker_run(unit, config, finished, data, ledger, stack)
+    yield from _worker_outputs(unit, config, finished, data, ledger, stack)
 
 
 class _RayDict:

@@ -227,6 +227,20 @@ def test_ray_stacks_each_seeds_retrains_as_a_local_stacked_grid_does(tmp_path):
         assert record["test_auc"] == pytest.approx(local[run_id]["test_auc"], abs=2e-3)
 
 
+@pytest.mark.usefixtures("ray_cluster")
+def test_ray_writes_each_output_of_a_unit_as_it_comes(tmp_path):
+    """A stacked unit is a whole seed: returned at its end, an interrupted Ray run lost its finished rows."""
+    from fmpbench.grid import _run_ray
+
+    data = get_dataset("synthetic", n_rows=CONFIG.n_rows)
+    tasks = build_tasks(["random", "lasso"], [0], KS)  # one seed on one job: one unit
+    writes: list[list] = []
+    _run_ray(tasks, CONFIG, data, frozenset(), 1, None, writes.append, {}, True)
+    rows = sum(len(task_rows(task, CONFIG, data)) for task in tasks)
+    assert [len(batch) for batch in writes] == [1] * rows and rows > 2
+    assert {record["method"] for (record, _), in writes} == {"random", "lasso"}
+
+
 # ---------------------------------------------------------------- devices
 
 
@@ -237,7 +251,7 @@ def test_cuda_workers_go_round_robin_over_the_visible_gpus(monkeypatch):
     assert worker_devices("cpu", 2, 4) == ["cpu", "cpu"]
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
     config = on_device(CONFIG, "cuda")
-    pool = _LocalPool([], config, frozenset(), 4, print, lambda unit: unit, RetrainLedger(), stack=False)
+    pool = _LocalPool([], config, frozenset(), 4, print, lambda unit: unit, RetrainLedger(), stack=False, sink=None)
     try:
         assert pool.devices == ["cuda:0", "cuda:1", "cuda:2", "cuda:0"]
         assert pool.config.train_config.device == "cuda:0"  # this process's
