@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import multiprocessing
 import os
@@ -15,7 +14,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
-from multiprocessing.managers import SyncManager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ import torch
 from fmpbench.data import DataError
 from fmpbench.data.prepared import PreparedData
 from fmpbench.data.refs import DataRef, load_ref, ref_of
+from fmpbench.lifetime import die_with_parent, ledger_manager
 from fmpbench.protocol import (
     ExperimentConfig,
     Predictions,
@@ -178,39 +177,6 @@ def _progress_printer(
     return report
 
 
-_PARENT_WATCHED = False
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-
-
-def _die_with_parent() -> None:
-    """End this worker when the process that started it dies (``kill -9`` of the driver, a lost node).
-
-    A killed driver cannot stop its workers, and an orphan blocks on its task pipe forever. On Linux
-    the kernel sends SIGKILL at the parent's death (``PR_SET_PDEATHSIG``; it fires when the thread that
-    spawned the worker ends, which in ``_LocalPool`` outlives every worker); elsewhere, or if the parent
-    died before that was set, a daemon thread notices the re-parenting within a second.
-    """
-    global _PARENT_WATCHED
-    if _PARENT_WATCHED:  # Ray calls the initializer once per task
-        return
-    _PARENT_WATCHED = True
-    parent = multiprocessing.parent_process()
-    parent_pid = parent.pid if parent is not None and parent.pid is not None else os.getppid()
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass  # no prctl: the thread below still works
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="fmpbench-parent-watch", daemon=True).start()
-
-
 def worker_devices(device: str, jobs: int, gpus: int) -> list[str]:
     """The device of each of ``jobs`` processes, this one first: a plain ``cuda`` puts them round-robin on
     the ``gpus`` visible GPUs (``cuda:0``, ``cuda:1``, ...); any other device (``cpu``, ``cuda:N``) is
@@ -235,19 +201,11 @@ def _init_worker(threads: int, devices: Any = None) -> None:
     """Set up a worker: dies with its parent, ``threads`` torch threads, and its own device taken from
     the ``devices`` queue when one is given (one entry per worker)."""
     global _WORKER_DEVICE
-    _die_with_parent()
+    die_with_parent()
     torch.set_num_threads(threads)
     logging.getLogger("fmpbench").setLevel(logging.ERROR)  # the driver has said which data and plug-ins
     if devices is not None:
         _WORKER_DEVICE = devices.get()
-
-
-def _ledger_manager() -> SyncManager:
-    """A started manager process for the ``--jobs`` workers' retrain ledger, ended with this process
-    (even by ``kill -9``) like the workers."""
-    manager = SyncManager(ctx=multiprocessing.get_context("spawn"))
-    manager.start(_die_with_parent)
-    return manager
 
 
 def _worker_outputs(
@@ -403,7 +361,7 @@ def run_grid(
                 if taken := claim(unit):
                     write(unit_outputs(taken, config, data_for(data, taken[0].seed), finished, ledger, stack))
         else:
-            with _ledger_manager() as manager:
+            with ledger_manager() as manager:
                 ledger = RetrainLedger(manager.dict(known))
                 _LocalPool(units, config, finished, jobs, write, claim, ledger, stack, manager.Queue()).run(data)
         for held in [output for outputs in waiting.values() for output in outputs]:  # a source that never came

@@ -266,3 +266,21 @@ def test_a_runs_device_is_not_its_identity_and_xgboost_follows_it():
     assert task_rows(task, on_device(CONFIG, "cuda:1"), data) == task_rows(task, CONFIG, data)
     assert xgboost_device(torch.device("cuda:1")) == "cuda:1" and xgboost_device(torch.device("cuda")) == "cuda:0"
     assert xgboost_device(torch.device("cpu")) == "cpu"
+
+
+def test_the_ledger_manager_process_starts_without_importing_torch():
+    """A spawned manager imports its initializer's module before it serves: from the grid that was torch,
+    the selectors and scikit-learn, and every ``--jobs N`` run waited 3.5 s for it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fmpbench.lifetime; "
+            "print(*sorted(m for m in ('torch', 'scipy', 'sklearn', 'numpy') if m in sys.modules))")
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == ""
+    from fmpbench.lifetime import ledger_manager
+
+    with ledger_manager() as manager:  # and it serves the ledger's dict
+        shared = manager.dict({"a": 1})
+        assert shared.setdefault("b", 2) == 2 and dict(shared) == {"a": 1, "b": 2}
