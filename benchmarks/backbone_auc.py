@@ -11,6 +11,11 @@ term, at the 10x embedding learning rate, swamped the logit); the bar is DeepFM 
 
 from __future__ import annotations
 
+# isort: off
+import fmpbench  # noqa: F401 - first: sets the OpenMP wait policy before torch loads libgomp
+
+# isort: on
+
 import argparse
 import json
 import time

@@ -42,11 +42,21 @@ tail, which this small study's wall-clock holds (printed) and a full-size one, w
 does not. The GPU figure divides by assumed
 speed-ups (printed, not measured: no GPU was available).
 
+Like ``python -m fmpbench``, this script imports fmpbench before torch (so OpenMP threads sleep when
+idle) and keeps its module light for the ``--jobs`` helpers it spawns. Until session 6 it imported
+torch first (its 2-thread paths ran with spinning OpenMP threads) and its module pulled in torch and
+the grid, so every /2 path also waited ~3.5 s for the ledger manager to start.
+
 Usage: python benchmarks/study_cost.py [--rows 40000] [--epochs 3] [--repeats 2]
        [--json benchmarks/results/study_cost.json]
 """
 
 from __future__ import annotations
+
+# isort: off
+import fmpbench  # noqa: F401 - first: sets the OpenMP wait policy before torch loads libgomp
+
+# isort: on
 
 import argparse
 import json
@@ -57,15 +67,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
+if TYPE_CHECKING:
+    from fmpbench.protocol import ExperimentConfig
 
-from fmpbench.data import get_dataset
-from fmpbench.grid import build_tasks, resolve_ks, run_grid
-from fmpbench.protocol import ExperimentConfig, iter_task_outputs
-from fmpbench.results import iter_records, write_record
-from fmpbench.training import TrainConfig
+# torch and the grid are imported where used: a --jobs helper process (spawned) imports this file first,
+# and must start as fast as it does under `python -m fmpbench`, whose main module is light
 
 METHODS = ["none", "random", "lasso", "pca", "permutation", "sfs"]
 FULL = {"criteo": (45_000_000, 39), "avazu": (40_000_000, 23)}
@@ -95,6 +103,10 @@ PATHS = ("old/1", "new/1", "new/2", "old/2")
 
 def run_path(name: str, tasks: list, config: ExperimentConfig, data, results: Path) -> None:
     """One path of the docstring's four over ``tasks``; records go to ``results``."""
+    from fmpbench.grid import run_grid
+    from fmpbench.protocol import iter_task_outputs
+    from fmpbench.results import write_record
+
     kind, jobs = name.split("/")
     if name == "old/1":
         for task in tasks:
@@ -108,6 +120,8 @@ def run_path(name: str, tasks: list, config: ExperimentConfig, data, results: Pa
 def gemm_gflops() -> dict[str, float]:
     """Best sustained float32 GEMM throughput of this machine at 1 and 2 threads, over the default model's
     layer shapes at batch 512 and a 5-model stack (the fastest shape is what a floor may assume)."""
+    import torch
+
     out = {}
     previous = torch.get_num_threads()
     for threads in (1, 2):
@@ -182,6 +196,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs of each path, the order reversed each time")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    import torch
+
+    from fmpbench.data import get_dataset
+    from fmpbench.grid import build_tasks, resolve_ks
+    from fmpbench.protocol import ExperimentConfig
+    from fmpbench.results import iter_records
+    from fmpbench.training import TrainConfig
+
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     data = get_dataset("avazu", n_rows=args.rows)
@@ -230,8 +252,8 @@ def main() -> None:
     auc = {}
     for name in PATHS:
         diffs = [r["test_auc"] - old_auc[r["run_id"]] for r in records[name]]
-        auc[name] = {"mean": float(np.mean([r["test_auc"] for r in records[name]])),
-                     "mean_diff": float(np.mean(diffs)), "mean_abs_diff": float(np.mean(np.abs(diffs)))}
+        auc[name] = {"mean": statistics.mean(r["test_auc"] for r in records[name]),
+                     "mean_diff": statistics.mean(diffs), "mean_abs_diff": statistics.mean(map(abs, diffs))}
     train_share = n_train / args.rows
     cpu_days = {name: project(costs[name], train_share, 1.0, 1.0) / 86400 for name in costs}
     balanced_days, idle = {}, {}

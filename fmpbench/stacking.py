@@ -41,11 +41,10 @@ from fmpbench.training.stacked import fit_stacked, stack_shape, unstackable_reas
 #: (``benchmarks/threads_stacking.py``: default model, Avazu stand-in, 32 k training rows, k = 12,
 #: 5 models, 2 epochs; session 6) a stack took 4.4-4.6 s at 1 thread and 3.9-4.1 s at 2, against
 #: 5.3-5.9 s and 5.9-7.5 s for the 5 trained one after another. In ``benchmarks/study_cost.py`` a
-#: study's retrains took 0.96x the separate ones' seconds at ``--jobs 1`` (no faster overall) and 0.82x
-#: at ``--jobs 2`` (wall 0.93-0.98x; test AUC within seed noise): since separate retrains also draw
-#: word-dropout masks, the gain is small on a CPU, and it is kept for ``--jobs`` (the study's
-#: ``jobs = 2``). On a GPU the default model at batch 512 is launch-bound, so M stacked models should
-#: cost close to one (reasoned, not measured: no GPU was available when this was chosen).
+#: study's retrains took 0.76x the separate ones' seconds at ``--jobs 1`` and 0.77x at ``--jobs 2``
+#: (wall 0.87x of the unstacked path at each; test AUC within seed noise). On a GPU the default model
+#: at batch 512 is launch-bound, so M stacked models should cost close to one (reasoned, not measured:
+#: no GPU was available when this was chosen).
 STACK_BY_DEFAULT = True
 
 
