@@ -275,3 +275,26 @@ def test_a_stacked_grid_under_jobs_writes_the_records_of_a_serial_stacked_one_an
         assert record["selected_fields"] == serial[run_id]["selected_fields"]
         assert record["test_auc"] == pytest.approx(serial[run_id]["test_auc"], abs=2e-3)  # no dropout: rounding
     assert again.skipped == len(jobs) and not again.records
+
+
+def test_a_stack_draws_torchs_own_dropout_masks_when_fast_dropout_is_off(tiny_synthetic):
+    """The study pins fast_dropout = false: a resumed study's stacked rows must use torch's masks too."""
+    models = _models(tiny_synthetic, _context(dropout=0.2), [np.arange(4)] * 2)
+    stack = _Stack(models, [np.arange(4)] * 2, torch.device("cpu"), fast_dropout=False)
+    x = torch.as_tensor(tiny_synthetic.train.X[:64])
+    with torch.no_grad():
+        torch.manual_seed(3)
+        torch_masks = stack.forward(x, training=True)
+        stack.fast_dropout = True
+        torch.manual_seed(3)
+        word_masks = stack.forward(x, training=True)
+        # the reference: the same stack's layers with F.dropout, the draws of nn.Dropout
+        h = torch.nn.functional.embedding(
+            x[:, stack.fields.flatten()].view(64, 2, 4).transpose(0, 1).long() + stack.id_offsets[:, None],
+            stack.table).flatten(2)
+        torch.manual_seed(3)
+        for w, b in zip(stack.dense[0:-2:2], stack.dense[1:-2:2]):
+            h = torch.nn.functional.dropout(torch.relu(torch.baddbmm(b, h, w)), 0.2)
+        reference = (h * stack.dense[-2].transpose(1, 2)).sum(-1) + stack.dense[-1][:, :, 0]
+    torch.testing.assert_close(torch_masks, reference)
+    assert not torch.allclose(torch_masks, word_masks)

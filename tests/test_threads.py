@@ -34,23 +34,27 @@ class FakeClock:
         return self.now
 
 
-def _run(governor: ThreadGovernor, steps: int) -> list[int]:
+def _run(governor: ThreadGovernor, steps: int, between: list[int] | None = None) -> list[int]:
     counts = []
     with governor:
         for _ in range(steps):
             with governor.step():
                 counts.append(torch.get_num_threads())
+            if between is not None:  # what validation and hooks between steps run at
+                between.append(torch.get_num_threads())
     return counts
 
 
 @pytest.mark.parametrize(("cost", "chosen"), [({1: 0.020, 2: 0.024}, 1), ({1: 0.020, 2: 0.017}, 2)])
 def test_the_governor_runs_the_faster_count_between_probes(two_threads, cost, chosen):
     governor = ThreadGovernor(every=50, probe=6, warmup=2, clock=FakeClock(cost))
-    counts = _run(governor, 120)
+    between: list[int] = []
+    counts = _run(governor, 120, between)
     assert counts[:2] == [2, 2]  # warm-up at the configured count
     assert counts[2:8] == [2, 1, 2, 1, 2, 1]  # the probe alternates
     assert set(counts[8:52]) == {chosen}  # then the faster one, until the next probe
     assert counts[52:58] == [2, 1, 2, 1, 2, 1]
+    assert between[:7] == [2] * 7 and set(between[7:52]) == {chosen}  # never a probe's count between steps
     assert torch.get_num_threads() == 2  # the count is restored at the end
 
 

@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ from fmpbench.training import SplitTensors, TrainConfig, Trainer, TrainHooks, Tr
 
 
 def _train(data, context, seed=0, hooks=None, **config):
-    cfg = TrainConfig(**{**context.train_config.to_dict(), **config})
+    cfg = replace(context.train_config, **config)
     ctx = type(context)(seed, context.backbone, context.backbone_params, cfg)
     model = ctx.make_model(data.field_dims, label_rate=float(data.train.y.mean()))
     train, valid = ctx.tensors(data)

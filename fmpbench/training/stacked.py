@@ -81,7 +81,10 @@ def _linears(model: MLP) -> list[nn.Linear]:
 class _Stack:
     """The live state of the models still training: one embedding table and ``[M, ...]`` dense tensors."""
 
-    def __init__(self, models: Sequence[MLP], field_sets: Sequence[np.ndarray], device: torch.device) -> None:
+    def __init__(
+        self, models: Sequence[MLP], field_sets: Sequence[np.ndarray], device: torch.device,
+        fast_dropout: bool = True,
+    ) -> None:
         self.members = list(range(len(models)))  # indices (into the caller's list) of the models still here
         sizes = [m.embedding.table.weight.shape[0] for m in models]
         self.table_start = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
@@ -98,6 +101,7 @@ class _Stack:
                 self.dense.append(nn.Parameter(weight.to(device).contiguous()))
                 self.dense.append(nn.Parameter(torch.stack([lin.bias.detach()[None] for lin in layers]).to(device)))
         self.dropout = next((m.p for m in models[0].mlp if isinstance(m, nn.Dropout)), 0.0)
+        self.fast_dropout = fast_dropout  # False: torch's own masks, as TrainConfig(fast_dropout=False)
         self.embed_dim = models[0].embed_dim
 
     def forward(self, x: torch.Tensor, training: bool) -> torch.Tensor:
@@ -109,7 +113,7 @@ class _Stack:
         for w, b in zip(weights[:-1], biases[:-1]):
             h = torch.relu(torch.baddbmm(b, h, w))
             if training and self.dropout > 0:
-                h = word_dropout(h, self.dropout)
+                h = word_dropout(h, self.dropout) if self.fast_dropout else F.dropout(h, self.dropout)
         # the one-logit head as a product and a sum: bmm with one output column ran 7x slower than
         # the same FLOPs as separate matmuls (1.3 against 0.18 ms a step for 5 members, forward and backward)
         w, b = weights[-1], biases[-1]
@@ -205,7 +209,7 @@ def fit_stacked(
         raise ValueError("need one field set per model, each with as many fields as the model")
     device = torch.device(config.device)
     max_epochs = config.max_epochs if max_epochs is None else max_epochs
-    stack = _Stack(models, field_sets, device)
+    stack = _Stack(models, field_sets, device, config.fast_dropout)
     sparse_opt = RowSparseAdam([stack.table], lr=config.embed_lr, weight_decay=config.embed_weight_decay)
     dense_opt = dense_adam(stack.dense, config.lr, config.weight_decay)
     generator = torch.Generator().manual_seed(seed)

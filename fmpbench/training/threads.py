@@ -40,12 +40,14 @@ class ThreadGovernor:
     """Runs training steps at whichever of 1 and ``n`` threads is faster now, re-measured as it goes.
 
     With ``n`` > 1 threads, every ``every`` steps (after ``warmup`` steps) ``probe`` steps alternate
-    between ``n`` and 1 thread; the count with the lower median step time runs until the next probe.
-    ATen splits a GEMM statically between its threads, so when another process keeps one of two
-    cores busy, the thread that shares that core holds every region back: the default model's
-    2-thread step was 7 % slower than its 1-thread step there (``benchmarks/trainer_throughput.py``),
-    while on a quiet host 2 threads are ~15 % faster. Probing costs at most ``probe / every`` of the
-    steps at the slower count (~1.6 % by default). A no-op on CUDA and at one thread.
+    between ``n`` and 1 thread; the count with the lower median step time runs until the next probe,
+    and is also the count left set between steps (validation, hooks). ATen splits a GEMM statically
+    between its threads, so when another process keeps one of two cores busy, the thread that shares
+    that core holds every region back: a fixed 2-thread step was 11-14 % slower than a 1-thread one
+    there (``benchmarks/trainer_throughput.py``, session 6), while on a quiet host 2 threads were
+    1.27x faster for ERASE's model size and, that run, 0.83x for the default model (1.16x in an
+    earlier run). Half of each probe runs at the slower count: 8 of every 500 steps (1.6 %) by
+    default. A no-op on CUDA and at one thread.
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class ThreadGovernor:
             medians = {n: statistics.median(times) for n, times in self._times.items()}
             self.chosen = min(medians, key=lambda n: (medians[n], -n))  # ties: more threads
             self._times.clear()
+        torch.set_num_threads(self.chosen)  # what runs between steps gets the chosen count, not a probe's
 
     def __enter__(self) -> ThreadGovernor:
         return self

@@ -48,13 +48,15 @@ class TrainConfig:
     min_delta: float = 1e-5
     device: str = "cpu"
     #: dropout masks from ``word_dropout`` (one draw per four elements) instead of ``bernoulli_``'s
-    #: per-element mt19937 draws: the default step's dropout 2.8 -> 1.0 ms. Off (torch's dropout
-    #: exactly) is what the committed study ran with; its config pins it
+    #: per-element mt19937 draws: the default model's two masks 2.8 -> 1.0 ms in isolation, 0.7 ms
+    #: less a step in ``benchmarks/trainer_throughput.py``. Off (torch's dropout exactly, stacks
+    #: included) is what the committed study ran with; its config pins it
     fast_dropout: bool = True
 
     def to_dict(self) -> dict:
         """All settings; ``fast_dropout`` appears only when on, so the committed study's run ids (which
-        ran without it, before it existed) stand and every run with it has other ids."""
+        ran without it, before it existed) stand and every run with it has other ids. A settings dict
+        without the key therefore means ``fast_dropout=False`` (not this class's default)."""
         settings = asdict(self)
         if not self.fast_dropout:
             del settings["fast_dropout"]
