@@ -16,7 +16,8 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
 # written at a batch's random rows; with 4 KB pages nearly every row costs a TLB miss as well as a
 # cache miss. Measured (`benchmarks/trainer_throughput.py`'s phases, 5 alternating process pairs,
 # 841 k-row table, medians): the default model's row-sparse Adam 6.3 -> 4.8 ms (step 22.2 -> 18.0),
-# ERASE's size 28.3 -> 23.6 ms. No effect where the kernel's THP mode is "never"; a user's own setting ("0") wins.
+# ERASE's size 28.3 -> 23.6 ms. No effect where the kernel's THP mode is "never"; a user's own
+# setting ("0") wins.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 __version__ = "0.1.0"

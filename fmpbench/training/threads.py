@@ -66,28 +66,28 @@ class ThreadGovernor:
         self.steps = 0
         self._times: dict[int, list[float]] = {}
 
-    def _count_for(self, step: int) -> int:
+    def _probe_position(self, step: int) -> int | None:
+        """Where ``step`` falls in a probe (0 .. ``probe`` - 1), or None outside one."""
         position = (step - self.warmup) % self.every
-        if step < self.warmup or position >= self.probe:
-            return self.chosen
-        return self.threads if position % 2 == 0 else 1
+        return None if step < self.warmup or position >= self.probe else position
 
     @contextlib.contextmanager
     def step(self) -> Iterator[None]:
-        """One training step, at the count the policy gives it; its time feeds the next choice."""
+        """One training step, at the count the policy gives it; a probe step's time feeds the next choice."""
         if not self.enabled:
             yield
             return
-        step, count = self.steps, self._count_for(self.steps)
+        position = self._probe_position(self.steps)
+        self.steps += 1
+        if position is None:
+            torch.set_num_threads(self.chosen)
+            yield
+            return
+        count = self.threads if position % 2 == 0 else 1
         torch.set_num_threads(count)
         start = self.clock()
         yield
-        elapsed = self.clock() - start
-        self.steps += 1
-        position = (step - self.warmup) % self.every
-        if step < self.warmup or position >= self.probe:
-            return
-        self._times.setdefault(count, []).append(elapsed)
+        self._times.setdefault(count, []).append(self.clock() - start)
         if position == self.probe - 1:
             medians = {n: statistics.median(times) for n, times in self._times.items()}
             self.chosen = min(medians, key=lambda n: (medians[n], -n))  # ties: more threads
