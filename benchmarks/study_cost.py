@@ -6,8 +6,8 @@ Shrunk to fit one run in ≤ 10 minutes on a 2-core host: ``--rows`` 40 k instea
 instead of 30 (patience 1). Before timing, every path runs once on 2,000 rows, so that first-call
 costs (imports, allocator, thread pools) hit none of them.
 
-Four paths, each the whole study, in the order old/1, new/1, new/2, old/2 so that drifting load
-hits both sides:
+Five paths, each the whole study, in the order old/1, new/1, new/2, old/2, cold/2 (reversed in
+every other repeat) so that drifting load hits both sides:
 
 * **old/1** — ``run --jobs 1`` before issue 15: each task on its own (``iter_task_outputs`` with a
   ledger of its own task, so no reuse across methods), every retrain trained alone, all cores' threads;
@@ -16,6 +16,10 @@ hits both sides:
 * **new/2** — ``run --jobs 2`` now: two processes of one thread, each stacking one seed's retrains;
 * **old/2** — ``run --jobs 2 --no-stack-retrains``: two processes, every retrain alone (this grid
   has no identical retrains, so the ledger it keeps changes nothing here; checked below).
+* **cold/2** — new/2 as the first grid of a process: the ``--jobs`` workers' fork server
+  (:func:`fmpbench.lifetime.worker_context`) is stopped first, so the worker waits for it to import the
+  grid (~5 s). Every other /2 path finds the server started, as a study's later sections and a
+  session's later grids do; until session 7 every grid spawned workers that imported the grid.
 
 Each path runs ``--repeats`` times (the order reversed each time; the host is noisy, ±20 % from run
 to run); wall-clock is the mean. From the records (means over the runs): search, retrain and selection seconds;
@@ -98,11 +102,20 @@ def startup_seconds() -> dict[str, float]:
     return out
 
 
-PATHS = ("old/1", "new/1", "new/2", "old/2")
+PATHS = ("old/1", "new/1", "new/2", "old/2", "cold/2")
+TWO_PROCESS_PATHS = tuple(name for name in PATHS if name.endswith("/2"))
+
+
+def stop_worker_server() -> None:
+    """Stop the ``--jobs`` workers' fork server, as if this were a fresh process (a private function of
+    ``multiprocessing``, the one its own tests use; the next pool starts a new server)."""
+    from multiprocessing import forkserver
+
+    forkserver._forkserver._stop()
 
 
 def run_path(name: str, tasks: list, config: ExperimentConfig, data, results: Path) -> None:
-    """One path of the docstring's four over ``tasks``; records go to ``results``."""
+    """One path of the docstring's five over ``tasks``; records go to ``results``."""
     from fmpbench.grid import run_grid
     from fmpbench.protocol import iter_task_outputs
     from fmpbench.results import write_record
@@ -113,8 +126,10 @@ def run_path(name: str, tasks: list, config: ExperimentConfig, data, results: Pa
             for record, predictions in iter_task_outputs(task, config, data):
                 write_record(results, record, predictions)
         return
+    if kind == "cold":
+        stop_worker_server()
     with open(os.devnull, "w") as quiet:
-        run_grid(tasks, config, data, results, stream=quiet, stack_retrains=kind == "new", jobs=int(jobs))
+        run_grid(tasks, config, data, results, stream=quiet, stack_retrains=kind != "old", jobs=int(jobs))
 
 
 def gemm_gflops() -> dict[str, float]:
@@ -257,8 +272,8 @@ def main() -> None:
     train_share = n_train / args.rows
     cpu_days = {name: project(costs[name], train_share, 1.0, 1.0) / 86400 for name in costs}
     balanced_days, idle = {}, {}
-    for name in ("old/2", "new/2"):  # the /1 projection of the same path, times the measured wall ratio
-        single = name.replace("/2", "/1")
+    for name in TWO_PROCESS_PATHS:  # the /1 projection of the same path, times the measured wall ratio
+        single = "old/1" if name == "old/2" else "new/1"
         cpu_days[name] = cpu_days[single] * walls[name] / walls[single]
         # and from the path's own process-seconds shared evenly by the two processes: no worker start-up and
         # no idle tail, which at this size are a tenth of the wall and at full size a rounding error

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import queue
-import signal
 import sys
 import threading
 import time
@@ -22,7 +20,7 @@ import torch
 from fmpbench.data import DataError
 from fmpbench.data.prepared import PreparedData
 from fmpbench.data.refs import DataRef, load_ref, ref_of
-from fmpbench.lifetime import die_with_parent, ledger_manager
+from fmpbench.lifetime import die_with_parent, ledger_manager, sigint_ignored, worker_context
 from fmpbench.protocol import (
     ExperimentConfig,
     Predictions,
@@ -413,7 +411,7 @@ class _LocalPool:
         self.lock = threading.Lock()
         self.stopped = False
         self.error: BaseException | None = None
-        context = multiprocessing.get_context("spawn")
+        context = worker_context()
         self.device_queue = context.Queue()  # each worker takes one entry as it starts
         for device in self.devices[1:]:
             self.device_queue.put(device)
@@ -455,19 +453,10 @@ class _LocalPool:
             self.write(outputs)
 
     def _start_workers(self) -> set[Future]:
-        """Spawn the workers (one first task each) with Ctrl-C ignored from birth.
-
-        Ctrl-C reaches the whole process group; only this process handles it, and it stops the
-        workers. A spawned child keeps an ignored SIGINT, so not even a worker still importing
-        prints a traceback. (Signal handlers can only be set from the main thread.)
-        """
-        in_main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
-        try:
+        """Start the workers (one first task each) with Ctrl-C ignored from birth: only this process
+        handles it, and it stops the workers (forked workers inherit it from the fork server)."""
+        with sigint_ignored():
             return self._fill(set())
-        finally:
-            if previous is not None:  # None: not the main thread, or a handler installed outside Python
-                signal.signal(signal.SIGINT, previous)
 
     def _fill(self, in_flight: set[Future]) -> set[Future]:
         """Give every idle worker one unit (none are queued ahead, so this process can still take them)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -284,3 +285,22 @@ def test_the_ledger_manager_process_starts_without_importing_torch():
     with ledger_manager() as manager:  # and it serves the ledger's dict
         shared = manager.dict({"a": 1})
         assert shared.setdefault("b", 2) == 2 and dict(shared) == {"a": 1, "b": 2}
+
+
+@pytest.mark.skipif("forkserver" not in multiprocessing.get_all_start_methods(), reason="POSIX only")
+def test_workers_fork_from_a_server_that_imported_the_grid_once():
+    """A spawned worker imported torch, the selectors and scikit-learn (~5 s) before its first task, in
+    every grid; forked from the fork server it has them already, and the server outlives one pool."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from fmpbench.lifetime import WORKER_MODULES, worker_context
+
+    has_grid = "'fmpbench.grid' in __import__('sys').modules"
+    pids = set()
+    for _ in range(2):
+        context = worker_context()
+        assert context.get_start_method() == "forkserver" and WORKER_MODULES == ["fmpbench.grid"]
+        with ProcessPoolExecutor(1, mp_context=context) as pool:
+            assert pool.submit(eval, has_grid).result(timeout=120) is True
+            pids.add(pool.submit(eval, "__import__('os').getppid()").result(timeout=60))
+    assert len(pids) == 1 and pids != {os.getpid()}  # one server, not this process
