@@ -93,9 +93,10 @@ class RowSparseAdam(torch.optim.Optimizer):
                     state["moments"] = torch.zeros((p.shape[0], 2) + p.shape[1:], dtype=p.dtype, device=p.device)
                 state["step"] += 1
                 rows, g = self._merge(p, grad)
+                weights = p.index_select(0, rows)  # gathered once: for the L2 term and the update
                 if group["weight_decay"]:
                     # lazy L2: only rows seen in the batch are regularised, as their gradient is
-                    g.add_(p.index_select(0, rows), alpha=group["weight_decay"])
+                    g.add_(weights, alpha=group["weight_decay"])
                 moments = state["moments"].index_select(0, rows)
                 exp_avg, exp_avg_sq = moments[:, 0], moments[:, 1]
                 exp_avg.mul_(beta1).add_(g, alpha=1 - beta1)
@@ -103,7 +104,6 @@ class RowSparseAdam(torch.optim.Optimizer):
                 state["moments"].index_copy_(0, rows, moments)
                 step = state["step"]
                 step_size = group["lr"] * (1 - beta2**step) ** 0.5 / (1 - beta1**step)
-                weights = p.index_select(0, rows)
                 # a contiguous copy first: sqrt on the strided half of ``moments`` ran ~3x slower than
                 # copy + sqrt (0.81 against 0.25 ms for 12 k rows × 16); sqrt is exact, so same bits
                 denom = exp_avg_sq.contiguous().sqrt_().add_(group["eps"])
