@@ -99,7 +99,9 @@ def worker_context() -> BaseContext:
     A spawned worker imported torch, the selectors and scikit-learn for ~5 s before its first task, in
     every grid (each section of a study) and in every worker at once; forked from a started server its
     first task begins within 0.05 s. The server never runs torch, so its children fork
-    from a process without OpenMP or CUDA state; it is started with Ctrl-C ignored
+    from a process without OpenMP or CUDA state (its only threads are the pools that OpenBLAS and
+    jemalloc start at import, which both rebuild in a forked child; the grid's tests run lasso, PCA
+    and torch in such workers); it is started with Ctrl-C ignored
     (:func:`sigint_ignored`), which its children inherit, and ends when this process does — so every
     grid after a process's first (a study's sections, a notebook's runs) finds it started.
     """
