@@ -100,8 +100,8 @@ def worker_context() -> BaseContext:
     every grid (each section of a study) and in every worker at once; forked from a started server its
     first task begins within 0.05 s. The server never runs torch, so its children fork
     from a process without OpenMP or CUDA state (its only threads are the pools that OpenBLAS and
-    jemalloc start at import, which both rebuild in a forked child; the grid's tests run lasso, PCA
-    and torch in such workers); it is started with Ctrl-C ignored
+    jemalloc start at import, which both rebuild in a forked child; tests run torch, lasso and a
+    LAPACK SVD in such workers); it is started with Ctrl-C ignored
     (:func:`sigint_ignored`), which its children inherit, and ends when this process does — so every
     grid after a process's first (a study's sections, a notebook's runs) finds it started.
     """

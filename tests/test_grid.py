@@ -303,4 +303,7 @@ def test_workers_fork_from_a_server_that_imported_the_grid_once():
         with ProcessPoolExecutor(1, mp_context=context) as pool:
             assert pool.submit(eval, has_grid).result(timeout=120) is True
             pids.add(pool.submit(eval, "__import__('os').getppid()").result(timeout=60))
+            # the server's OpenBLAS thread pool is rebuilt in a forked worker: BLAS and LAPACK work there
+            svd = "float(__import__('scipy.linalg').linalg.svd(__import__('numpy').ones((400, 400)))[1][0])"
+            assert pool.submit(eval, svd).result(timeout=60) == pytest.approx(400.0)
     assert len(pids) == 1 and pids != {os.getpid()}  # one server, not this process
