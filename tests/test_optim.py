@@ -1,7 +1,9 @@
+import copy
+
 import pytest
 import torch
 
-from fmpbench.training.optim import RowSparseAdam, merge_duplicate_rows
+from fmpbench.training.optim import RowSparseAdam, SerialAdam, merge_duplicate_rows
 
 
 class SortedMergeAdam(RowSparseAdam):
@@ -93,3 +95,22 @@ def test_small_sparse_steps_run_on_one_thread_and_restore_the_count(monkeypatch,
         assert seen == [expected] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(previous)
+
+
+def test_serial_adam_batches_its_ops_and_gives_the_loop_s_bits():
+    # foreach on CPU is a speed choice only: the committed study's dense weights came from the per-tensor loop
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(12, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    twin = copy.deepcopy(model)
+    serial = SerialAdam(model.parameters(), lr=0.01, weight_decay=1e-3)
+    loop = torch.optim.Adam(twin.parameters(), lr=0.01, weight_decay=1e-3, foreach=False)
+    assert serial.defaults["foreach"] is True
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(10):
+        x = torch.randn(32, 12, generator=generator)
+        for net, opt in ((model, serial), (twin, loop)):
+            opt.zero_grad()
+            net(x).pow(2).mean().backward()
+            opt.step()
+    for a, b in zip(model.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(a, b)

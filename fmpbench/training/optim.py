@@ -8,7 +8,8 @@ rows, so its cost follows the number of distinct ids in a batch, not the vocabul
 
 Duplicate ids are merged without a sort: a per-table slot array (one int64 per row, written only at
 the batch's ids) finds each id's first occurrence, which gives the distinct rows (in order of first
-occurrence) and every id's row number with a few O(ids) scatters and gathers. ``torch.unique``'s
+occurrence) and every id's row number with a few O(ids) scatters and gathers (the row numbers are
+the first occurrences' ranks, so the table is touched twice, not four times). ``torch.unique``'s
 comparison sort cost ~1.2 ms of a 20 ms default step. Each row's gradient is still summed by
 ``index_add_`` in the batch's order, and the per-row arithmetic is the same as before, so the
 result is bit-identical to the sorted merge (rows are independent; only their order changed).
@@ -39,8 +40,8 @@ def merge_duplicate_rows(
     first = slot.index_select(0, ids)
     is_first = first == position
     rows = ids.masked_select(is_first)
-    slot.index_copy_(0, rows, torch.arange(rows.numel(), device=ids.device))
-    inverse = slot.index_select(0, ids)
+    # each first occurrence's row number is its rank among them: gathered from this small array, not the table
+    inverse = (is_first.cumsum(0) - 1).index_select(0, first)
     merged = values.new_zeros((rows.numel(),) + values.shape[1:]).index_add_(0, inverse, values)
     return rows, merged
 
@@ -112,7 +113,15 @@ class RowSparseAdam(torch.optim.Optimizer):
 
 
 class SerialAdam(torch.optim.Adam):
-    """``torch.optim.Adam`` whose step runs on one thread (same arithmetic; see ``one_thread``)."""
+    """``torch.optim.Adam`` whose step runs on one thread (same arithmetic; see ``one_thread``).
+
+    ``foreach`` defaults to on (torch turns it on only for CUDA tensors): the same bits, with the
+    per-tensor loop's small ops batched — on one thread 1.84 against 0.85 ms a step for a 624-256-128
+    MLP with batch norm and L2 (14 tensors), 0.42 against 0.39 ms for the default MLP (6 tensors).
+    """
+
+    def __init__(self, params: Iterable, *args: object, foreach: bool | None = True, **kwargs: object) -> None:
+        super().__init__(params, *args, foreach=foreach, **kwargs)
 
     @torch.no_grad()
     def step(self, closure=None):  # noqa: ANN001 - torch's optimiser signature
