@@ -18,7 +18,8 @@ Measured in one run on a Criteo-shaped synthetic set (39 fields, power-law ids):
    Adam, dense Adam) and its GEMM bound: the MLP's dense forward and backward matmuls alone at that
    batch, timed in the same run; bound / step is how close the step is to its floor — also with
    torch's own dropout masks (``TrainConfig(fast_dropout=False)``, what the committed study ran).
-   Step and bound alternate in ``BOUND_ROUNDS`` rounds and the ratio is the median of the rounds'
+   Beside it the rows' memory traffic alone (``row_traffic_seconds``), and (GEMM + rows) / step.
+   Step and bounds alternate in ``BOUND_ROUNDS`` rounds and the ratio is the median of the rounds'
    (measured one after the other, as until session 7, a noisy patch of the host's hit one of them).
 Two model sizes: ERASE's default (embedding 8, MLP 16-16, dropout 0.2, batch 4096 — ERASE trains it
 at ~39,000 samples/s on this kind of machine) and fmpbench's default MLP. Shared machines are noisy:
@@ -51,6 +52,7 @@ from fmpbench.data.prepared import Split
 from fmpbench.models import build_backbone
 from fmpbench.models.backbones import Dropout
 from fmpbench.training import SplitTensors, TrainConfig, Trainer, TrainHooks
+from fmpbench.training.optim import merge_duplicate_rows
 from fmpbench.training.trainer import make_optimizers
 
 NUM_FIELDS = 39
@@ -110,6 +112,18 @@ def threads(n: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def prebuilt_batches(
+    X: np.ndarray, y: np.ndarray, batch_size: int, device: torch.device
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Up to ``PREBUILT_BATCHES`` batches of random rows (the same ones for every measurement)."""
+    rng = np.random.default_rng(1)
+    batches = []
+    for _ in range(min(PREBUILT_BATCHES, len(X) // batch_size)):
+        rows = rng.choice(len(X), size=batch_size, replace=False)
+        batches.append((torch.from_numpy(X[rows]).to(device), torch.from_numpy(y[rows]).to(device)))
+    return batches
+
+
 def phase_seconds(
     params: dict, batch_size: int, X: np.ndarray, y: np.ndarray, dims: list[int], device: torch.device, steps: int,
     fast_dropout: bool = True,
@@ -123,11 +137,7 @@ def phase_seconds(
             if isinstance(module, Dropout):
                 module.generator = masks
     sparse_opt, dense_opt = make_optimizers(model, TrainConfig(), TrainHooks())
-    rng = np.random.default_rng(1)
-    batches = []
-    for _ in range(min(PREBUILT_BATCHES, len(X) // batch_size)):
-        rows = rng.choice(len(X), size=batch_size, replace=False)
-        batches.append((torch.from_numpy(X[rows]).to(device), torch.from_numpy(y[rows]).to(device)))
+    batches = prebuilt_batches(X, y, batch_size, device)
     loss_fn = nn.BCEWithLogitsLoss()
     warmup = 5
     times = np.zeros((steps, len(PHASES)))
@@ -184,25 +194,59 @@ def gemm_bound_seconds(params: dict, batch_size: int, num_fields: int, repeats: 
     return float(np.median(times))
 
 
+def row_traffic_seconds(
+    params: dict, batch_size: int, X: np.ndarray, y: np.ndarray, dims: list[int], device: torch.device, steps: int,
+) -> float:
+    """Median seconds a step of the embedding rows' memory traffic alone: the forward's gather of the
+    batch's ids, and the lazy Adam's gather and write-back of the weights and both moments at the
+    batch's distinct rows (in the optimiser's order) — what a row-wise update cannot avoid on this
+    layout, its rows scattered over a table and moments many times the size of the cache."""
+    embedding = build_backbone("mlp", dims, **params).embedding
+    weight = embedding.table.weight.detach().to(device)
+    moments = torch.zeros((weight.shape[0], 2) + weight.shape[1:], device=device)
+    slot = torch.empty(weight.shape[0], dtype=torch.long, device=device)
+    work = []
+    for x, _ in prebuilt_batches(X, y, batch_size, device):
+        ids = (x.long() + embedding.offsets.to(device)).flatten()
+        work.append((ids, merge_duplicate_rows(ids, weight.new_zeros(ids.numel(), 1), slot)[0]))
+    times = []
+    for i in range(steps + 5):
+        ids, rows = work[i % len(work)]
+        start = time.perf_counter()
+        weight.index_select(0, ids)
+        w, m = weight.index_select(0, rows), moments.index_select(0, rows)
+        moments.index_copy_(0, rows, m)
+        weight.index_copy_(0, rows, w)
+        _sync(device)
+        if i >= 5:
+            times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
 def bound_rounds(
     params: dict, batch: int, X: np.ndarray, y: np.ndarray, dims: list[int], device: torch.device, steps: int,
 ) -> dict[str, object]:
-    """The quiet 1-thread step's phases, the same step with torch's dropout masks, and the GEMM bound,
-    measured in ``BOUND_ROUNDS`` rounds of all three (a few seconds each), so that the host's drift hits
-    step and bound alike: medians over rounds, and bound / step as the median of each round's ratio."""
-    phases, torch_steps, bounds = [], [], []
+    """The quiet 1-thread step's phases, the same step with torch's dropout masks, the GEMM bound and
+    the rows' traffic, measured in ``BOUND_ROUNDS`` rounds of all four (a few seconds each), so that
+    the host's drift hits step and bounds alike: medians over rounds, and bound / step as the median
+    of each round's ratio."""
+    phases, torch_steps, bounds, traffic = [], [], [], []
     with threads(1):
         for _ in range(BOUND_ROUNDS):
             phases.append(np.median(phase_seconds(params, batch, X, y, dims, device, steps), axis=0))
             torch_masks = phase_seconds(params, batch, X, y, dims, device, steps, fast_dropout=False)
             torch_steps.append(float(np.median(torch_masks.sum(1))))
             bounds.append(gemm_bound_seconds(params, batch, NUM_FIELDS))
+            traffic.append(row_traffic_seconds(params, batch, X, y, dims, device, steps))
     steps_s = [float(p.sum()) for p in phases]
+    both = np.add(bounds, traffic)
     return {
         "quiet_1t_phase_ms": {name: round(float(t) * 1e3, 2) for name, t in zip(PHASES, np.median(phases, axis=0))},
         "gemm_bound_ms_1t": round(float(np.median(bounds)) * 1e3, 2),
         "gemm_bound_over_step_1t": round(float(np.median(np.divide(bounds, steps_s))), 3),
         "gemm_bound_over_step_1t_each_round": [round(b / t, 3) for b, t in zip(bounds, steps_s)],
+        "row_traffic_ms_1t": round(float(np.median(traffic)) * 1e3, 2),
+        "gemm_and_rows_bound_over_step_1t": round(float(np.median(np.divide(both, steps_s))), 3),
         "step_ms_1t_quiet_torch_dropout": round(float(np.median(torch_steps)) * 1e3, 2),
         "gemm_bound_over_step_1t_torch_dropout": round(float(np.median(np.divide(bounds, torch_steps))), 3),
     }
