@@ -7,11 +7,13 @@ Measured in one run on a Criteo-shaped synthetic set (39 fields, power-law ids):
    the compute floor of this model; the ratio 1/2 is the trainer's efficiency;
 3. the floor's step time at total vocabulary 10 k and 1 M with the same batches (the 1 M ids are the
    10 k ids spread over a 100× larger table, so only the table size changes): sparse updates should
-   make them about equal; a dense optimiser would be ~100× slower at 1 M;
+   make them about equal, up to cache misses (a 10 k table stays in cache; a row-traffic-bound step
+   such as the ERASE size's feels that); a dense optimiser would be ~100× slower at 1 M;
 4. at 1 and 2 threads, quiet and while a second process (a busy loop this script starts and stops)
-   keeps one core busy: the floor's step at a fixed thread count, and ``Trainer.fit``'s samples/s,
-   whose thread governor runs a 2-thread fit at whichever of 1 and 2 threads is faster — on a shared
-   host the 2-thread trainer must not be slower than the 1-thread one. A child process repeats the
+   keeps one core busy: the floor's step at a fixed thread count, and ``Trainer.fit``'s samples/s
+   over at least ``FIT_STEPS`` steps, whose thread governor runs a 2-thread fit at whichever of 1
+   and 2 threads is faster — on a shared host the 2-thread trainer must not be slower than the
+   1-thread one. A child process repeats the
    busy 2-thread default step with libgomp's spinning wait (``GOMP_SPINCOUNT=300000``, what torch
    does without fmpbench's ``OMP_WAIT_POLICY=PASSIVE``);
 5. for the default model, where its quiet 1-thread step goes (forward + loss, backward, row-sparse
@@ -38,6 +40,7 @@ import fmpbench  # noqa: F401 - first: sets the OpenMP wait policy before torch 
 import argparse
 import contextlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -64,8 +67,12 @@ MODELS = {
     DEFAULT: ({}, 512),
 }
 PHASES = ("forward_loss", "backward", "sparse_adam", "dense_adam")
-#: one-epoch fits per thread count and host state in the contention figures (a busy host's runs vary ±15 %)
+#: fits per thread count and host state in the contention figures (a busy host's runs vary ±15 %)
 FIT_REPEATS = 5
+#: steps of each of those fits at least (whole epochs): the governor's warm-up and first probe take 20
+#: steps, half of them at the slower count — ~5 % of the ERASE size's one-epoch, 44-step fit until
+#: session 8, against 8 of every 500 steps in a real epoch of thousands
+FIT_STEPS = 160
 #: rounds of the default model's step phases and GEMM bound (alternating, so drift hits both alike)
 BOUND_ROUNDS = 5
 
@@ -253,16 +260,19 @@ def bound_rounds(
 
 
 def trainer_samples_per_second(
-    params: dict, batch_size: int, X: np.ndarray, y: np.ndarray, dims: list[int], device: torch.device
+    params: dict, batch_size: int, X: np.ndarray, y: np.ndarray, dims: list[int], device: torch.device,
+    min_steps: int = 1,
 ) -> float:
+    """Training samples/s of a ``Trainer.fit`` (validation included) of enough epochs for ``min_steps``."""
     n_valid = len(X) // 10
     train = SplitTensors(Split(X[n_valid:], y[n_valid:]), device)
     valid = SplitTensors(Split(X[:n_valid], y[:n_valid]), device)
     torch.manual_seed(0)
     model = build_backbone("mlp", dims, **params)
     config = TrainConfig(batch_size=batch_size, device=str(device))
-    result = Trainer(config).fit(model, train, valid, max_epochs=1, early_stopping=False)
-    return len(train) / result.seconds
+    epochs = max(1, math.ceil(min_steps / math.ceil(len(train) / batch_size)))
+    result = Trainer(config).fit(model, train, valid, max_epochs=epochs, early_stopping=False)
+    return epochs * len(train) / result.seconds
 
 
 def spinning_child_step_ms(rows: int, vocab: int, steps: int) -> float | None:
@@ -278,12 +288,12 @@ def spinning_child_step_ms(rows: int, vocab: int, steps: int) -> float | None:
 def contention(
     params: dict, batch: int, X: np.ndarray, y: np.ndarray, dims: list[int], device: torch.device, steps: int,
     trainer_rows: int,
-) -> dict[str, float]:
+) -> dict[str, object]:
     """At 1 and 2 threads, quiet and beside a busy core: the floor's step ms at a fixed thread count,
-    and ``Trainer.fit``'s samples/s (one epoch on ``trainer_rows`` rows, median of ``FIT_REPEATS``),
+    and ``Trainer.fit``'s samples/s (``trainer_rows`` rows, ≥ ``FIT_STEPS`` steps, median of ``FIT_REPEATS``),
     whose ``ThreadGovernor`` runs a 2-thread fit at whichever count is faster. 1 and 2 threads
     alternate (1, 2, 2, 1, ...), so drift hits both."""
-    out: dict[str, float] = {}
+    out: dict[str, object] = {}
     Xt, yt = X[:trainer_rows], y[:trainer_rows]
     for busy in (False, True):
         state = "busy" if busy else "quiet"
@@ -295,9 +305,11 @@ def contention(
             fits: dict[int, list[float]] = {1: [], 2: []}
             for n in (1, 2, 2, 1) * (FIT_REPEATS // 2) + (1, 2) * (FIT_REPEATS % 2):
                 with threads(n):
-                    fits[n].append(trainer_samples_per_second(params, batch, Xt, yt, dims, device))
+                    fits[n].append(trainer_samples_per_second(params, batch, Xt, yt, dims, device, FIT_STEPS))
             for n, rates in fits.items():
                 out[f"trainer_samples_per_s_{n}t_{state}"] = round(float(np.median(rates)))
+            # each alternation's 2 / 1 ratio (fits k of each count ran next to each other): the run's spread
+            out[f"2t_over_1t_trainer_{state}_each_pair"] = [round(b / a, 3) for a, b in zip(fits[1], fits[2])]
     for state in ("quiet", "busy"):
         out[f"2t_over_1t_step_{state}"] = round(out[f"step_ms_1t_{state}"] / out[f"step_ms_2t_{state}"], 3)
         out[f"2t_over_1t_trainer_{state}"] = round(
