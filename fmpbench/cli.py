@@ -310,6 +310,12 @@ def _resolve_methods(text: str) -> list[str]:
 
 
 def command_run(args: argparse.Namespace) -> int:
+    if args.jobs > 1 and args.executor == "local":
+        # start the workers' fork server now: its import of the grid then runs beside this process's
+        # own (below) instead of after it, when the first pool needs a worker (~2 s of a small run)
+        from fmpbench.lifetime import worker_context
+
+        worker_context()
     from fmpbench.data import DATASETS, custom_datasets
     from fmpbench.grid import EXECUTORS, build_tasks, check_k_spec, resolve_ks, run_grid
     from fmpbench.models import BACKBONES

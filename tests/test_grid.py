@@ -307,3 +307,21 @@ def test_workers_fork_from_a_server_that_imported_the_grid_once():
             svd = "float(__import__('scipy.linalg').linalg.svd(__import__('numpy').ones((400, 400)))[1][0])"
             assert pool.submit(eval, svd).result(timeout=60) == pytest.approx(400.0)
     assert len(pids) == 1 and pids != {os.getpid()}  # one server, not this process
+
+
+@pytest.mark.parametrize(("jobs", "executor", "started_before_torch"), [
+    ("2", "local", "[False]"), ("1", "local", "[]"), ("2", "ray", "[]"),
+])
+def test_run_starts_the_worker_server_before_it_imports_torch(jobs, executor, started_before_torch):
+    """The server's import of the grid (~4.5 s) then overlaps the driver's own instead of following it:
+    a small `run --jobs 2` took 10.1-12.4 s against 13.3-14.0 s when the first pool started it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fmpbench.lifetime as lifetime; seen = []; "
+            "lifetime.worker_context = lambda: seen.append('torch' in sys.modules); "
+            "from fmpbench.cli import main; "
+            f"code = main(['run', '--methods', 'nonee', '--jobs', '{jobs}', '--executor', '{executor}']); "
+            "print(seen, code)")
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert child.stdout.split() == [started_before_torch, "2"], child.stderr
