@@ -212,6 +212,17 @@ def test_a_label_that_is_not_0_or_1_names_file_row_and_value(tmp_path, capsys):
     assert not (tmp_path / "dd" / "bad").exists() or not any((tmp_path / "dd" / "bad").glob("*/meta.json"))
 
 
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_a_row_with_too_few_fields_names_its_line(tmp_path, gzipped):
+    # pyarrow's parse error quotes the row, not where it is; blank lines and quoted commas still count right
+    text = 'y,a,b\n0,x,y\n\n1,"p,q",z\n0,x\n1,y,y\n'
+    path = tmp_path / ("t.csv.gz" if gzipped else "t.csv")
+    path.write_bytes(gzip.compress(text.encode()) if gzipped else text.encode())
+    with pytest.raises(DataError) as exc:
+        prepare_tabular("bad", path, tmp_path / "dd", label="y")
+    assert _one_line(exc) == f"tabular train file {path} line 5: CSV parse error: Expected 3 columns, got 2: 0,x"
+
+
 def test_a_bad_integer_value_names_its_field(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("y,n\n0,1\n1,2.5\n", encoding="utf-8")

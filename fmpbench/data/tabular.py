@@ -35,7 +35,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from fmpbench.data.errors import DataError
-from fmpbench.data.rawio import arrow_stream, check_file, first_line, gzip_error, open_raw
+from fmpbench.data.rawio import arrow_stream, check_file, first_line, gzip_error, iter_lines, open_raw
 from fmpbench.data.readers import Batch, Column, RawReader, bucket_int_codes, to_numpy
 from fmpbench.data.splits import TRAIN, random_split, sequential_bounds
 
@@ -203,9 +203,18 @@ class _Table:
         except pa.ArrowInvalid as exc:
             if "Empty CSV file" in str(exc):
                 return
-            raise DataError(f"tabular {self.role} file {self.path}: {str(exc).splitlines()[0]}") from None
+            where = self._first_ragged_line() if "columns, got" in str(exc) else ""
+            raise DataError(f"tabular {self.role} file {self.path}{where}: {str(exc).splitlines()[0]}") from None
         except OSError as exc:
             raise gzip_error(self.path, exc) from exc
+
+    def _first_ragged_line(self) -> str:
+        """`` line N`` of the first row whose field count is not the header's: pyarrow's parse error names
+        the row's text but not its line. Read again up to that row, only on this error path."""
+        for number, line in iter_lines(self.path):
+            if number > 1 and line and len(next(csv.reader([line], delimiter=self.delimiter))) != len(self.columns):
+                return f" line {number}"
+        return ""
 
 
 class _Sample:
