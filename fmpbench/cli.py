@@ -155,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     run.add_argument(
+        "--torch-dropout", action="store_true",
+        help="dropout masks from torch's nn.Dropout, what the committed study ran (configs/study.toml pins them); "
+             "default: fmpbench's cheaper masks, another draw from the same distribution",
+    )
+    run.add_argument(
         "--rows", type=int, default=None, help="rows of the built-in stand-in / synthetic data (default 50000)"
     )
     run.add_argument("--results", default=DEFAULT_RESULTS_DIR, help="directory for run records")
@@ -357,7 +362,8 @@ def command_run(args: argparse.Namespace) -> int:
         if args.executor != "local":  # a cluster's workers would write the models on their own disks
             raise UsageError("--save-model needs --executor local")
         _check_can_create(Path(args.save_model), "--save-model directory")
-    overrides = {"max_epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device}
+    overrides = {"max_epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device,
+                 "fast_dropout": False if args.torch_dropout else None}
     train_config = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
     baselines = tuple(_resolve_methods(args.matched_baselines)) if args.matched_baselines else ()
     method_params = _method_params(args.set)
