@@ -621,7 +621,7 @@ def command_prepare(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from fmpbench.data import REAL_DATASETS, prepare, prepare_tabular
+    from fmpbench.data import REAL_DATASETS, DataError, prepare, prepare_tabular
     from fmpbench.data.tabular import KIND, SchemaError
 
     _check_choice("dataset", args.dataset, (*REAL_DATASETS, KIND))
@@ -651,6 +651,10 @@ def _prepare(args: argparse.Namespace) -> int:
     print(f"prepared {data.name}: {data.num_fields} fields, {sizes} rows"
           + (" (the split of the given files)" if data.given_split else ""))
     print(f"fingerprint {data.fingerprint}, cached in {args.data_dir}")
+    try:
+        data.check_trainable()
+    except DataError as exc:  # cached as asked, but say now what `run` would only say later
+        print(f"fmpbench: warning: {exc}; `run` refuses such data", file=sys.stderr)
     skipped = data.info.get("skipped_rows")
     if skipped:
         print(f"skipped {skipped} malformed rows (--skip-bad-rows)")

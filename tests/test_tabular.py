@@ -288,3 +288,17 @@ def test_schema_file_round_trip_and_missing_file(tmp_path):
     assert schema.integer == ("C14",) and schema.user == "device_ip" and schema.missing == ("", "NA")
     with pytest.raises(SchemaError, match=r"schema .*nope.toml: file not found$"):
         load_schema(tmp_path / "nope.toml")
+
+
+def test_prepare_warns_at_once_when_a_split_is_unusable(tmp_path, capsys):
+    # 2 rows split 8:1:1 leave one row to train on: cached as asked, but `run` would refuse it later
+    path = tmp_path / "t.csv"
+    path.write_text("y,a\n1,x\n0,y\n", encoding="utf-8")
+    assert main(["prepare", "tabular", "--name", "tiny", "--train", str(path), "--label", "y",
+                 "--data-dir", str(tmp_path / "dd")]) == 0
+    warning = capsys.readouterr().err.strip().splitlines()[-1]
+    assert warning == ("fmpbench: warning: dataset tiny: the train split has a single class (all 1 labels are 1); "
+                       "training and AUC need both clicks and non-clicks; `run` refuses such data")
+    assert main(["run", "--dataset", "tiny", "--data-dir", str(tmp_path / "dd"), "--methods", "none",
+                 "--results", str(tmp_path / "r"), "-q"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("fmpbench: error: dataset tiny: the ")
