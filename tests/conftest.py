@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from fmpbench.data.synthetic import make_synthetic
 from fmpbench.selectors import SearchContext
 from fmpbench.training import TrainConfig
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 # Test models are tiny: one thread is as fast as two, and avoids oversubscribing a shared CI core.
 torch.set_num_threads(1)

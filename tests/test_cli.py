@@ -11,14 +11,13 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from shared_data import SHARED_DATA
 
 from fmpbench.cli import _resolve_methods, main
 from fmpbench.data import DATASETS
 from fmpbench.data.fixtures import amazon_lines, avazu_lines, criteo_lines, write_lines, write_movielens
 from fmpbench.data.readers import MovieLensReader
 from fmpbench.selectors import registry
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 TINY_RUN = ["run", "--dataset", "synthetic", "--rows", "2000", "--epochs", "1", "--methods", "none,random", "--k", "3"]
 

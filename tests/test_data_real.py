@@ -6,15 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import SHARED_DATA
 
 from fmpbench.data import DataError, get_dataset, load_prepared, make_standin, prepare
 from fmpbench.data.readers import AVAZU_FIELDS, CRITEO_FIELDS, MOVIELENS_FIELDS
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
 
 def _need(rel: str) -> Path:
-    p = SHARED / rel
+    p = SHARED_DATA / rel
     if not p.exists():
         pytest.skip(f"real excerpt not available: {p}")
     return p

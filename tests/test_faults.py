@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from shared_data import SHARED_DATA
 
 from fmpbench import data as data_module
 from fmpbench import report as report_module
@@ -41,7 +42,6 @@ from fmpbench.selectors.encoding import subsample
 from fmpbench.selectors.registry import _REGISTRY
 from fmpbench.training import TrainConfig
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TINY_CONFIG = ExperimentConfig(
     dataset="synthetic",
     n_rows=2000,

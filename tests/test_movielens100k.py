@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import gzip
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import SHARED_DATA
 
 from fmpbench.data import DataError, prepare
 from fmpbench.data.movielens100k import AGE_GROUPS, age_group
 from fmpbench.data.readers import MOVIELENS_FIELDS
 from fmpbench.data.refs import load_ref, ref_of, with_split_seed
 
-ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "movielens" / "ml-100k"
+ML100K = SHARED_DATA / "movielens" / "ml-100k"
 needs_data = pytest.mark.skipif(not ML100K.is_dir(), reason="../shared/data/movielens/ml-100k not present")
 
 

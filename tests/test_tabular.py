@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from shared_data import SHARED_DATA
 
 from fmpbench.cli import main
 from fmpbench.data import DataError, custom_datasets, get_dataset, load_prepared, prepare_tabular
@@ -15,7 +16,7 @@ from fmpbench.data.readers import BUCKET_OFFSET
 from fmpbench.data.refs import with_split_seed
 from fmpbench.data.tabular import SchemaError, load_schema
 
-AVAZU = Path(__file__).resolve().parents[2] / "shared" / "data" / "avazu" / "avazu_train_head_8999.csv.gz"
+AVAZU = SHARED_DATA / "avazu" / "avazu_train_head_8999.csv.gz"
 SCHEMA = """\
 integer = ["C14"]
 numeric = ["hour"]
