@@ -233,6 +233,11 @@ def row_traffic_seconds(
     return float(np.median(times))
 
 
+def median_ratio(numerators: object, denominators: object) -> float:
+    """The median of per-round ratios (rounded): drift within a round hits both sides alike."""
+    return round(float(np.median(np.divide(numerators, denominators))), 3)
+
+
 def bound_rounds(
     params: dict, batch: int, X: np.ndarray, y: np.ndarray, dims: list[int], device: torch.device, steps: int,
 ) -> dict[str, object]:
@@ -253,12 +258,12 @@ def bound_rounds(
     return {
         "quiet_1t_phase_ms": {name: round(float(t) * 1e3, 2) for name, t in zip(PHASES, np.median(phases, axis=0))},
         "gemm_bound_ms_1t": round(float(np.median(bounds)) * 1e3, 2),
-        "gemm_bound_over_step_1t": round(float(np.median(np.divide(bounds, steps_s))), 3),
+        "gemm_bound_over_step_1t": median_ratio(bounds, steps_s),
         "gemm_bound_over_step_1t_each_round": [round(b / t, 3) for b, t in zip(bounds, steps_s)],
         "row_traffic_ms_1t": round(float(np.median(traffic)) * 1e3, 2),
-        "gemm_and_rows_bound_over_step_1t": round(float(np.median(np.divide(both, steps_s))), 3),
+        "gemm_and_rows_bound_over_step_1t": median_ratio(both, steps_s),
         "step_ms_1t_quiet_torch_dropout": round(float(np.median(torch_steps)) * 1e3, 2),
-        "gemm_bound_over_step_1t_torch_dropout": round(float(np.median(np.divide(bounds, torch_steps))), 3),
+        "gemm_bound_over_step_1t_torch_dropout": median_ratio(bounds, torch_steps),
     }
 
 
@@ -361,12 +366,12 @@ def main() -> None:
             "model": label,
             "trainer_samples_per_s": round(trainer),
             "floor_samples_per_s": round(floor),
-            "trainer_over_floor": round(float(np.median(rounds[:, 1] / rounds[:, 0])), 3),
+            "trainer_over_floor": median_ratio(rounds[:, 1], rounds[:, 0]),
             "trainer_over_floor_each_round": np.round(rounds[:, 1] / rounds[:, 0], 3).tolist(),
             "vs_erase_39k": round(trainer / ERASE_SAMPLES_PER_SECOND, 2),
             "step_ms_vocab_10k": round(step_10k * 1e3, 2),
             "step_ms_vocab_1m": round(step_1m * 1e3, 2),
-            "step_1m_over_10k": round(float(np.median(rounds[:, 3] / rounds[:, 2])), 3),
+            "step_1m_over_10k": median_ratio(rounds[:, 3], rounds[:, 2]),
             "step_1m_over_10k_each_round": np.round(rounds[:, 3] / rounds[:, 2], 3).tolist(),
         }
         if device.type == "cpu":
