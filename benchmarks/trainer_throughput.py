@@ -56,7 +56,7 @@ from fmpbench.data.prepared import Split
 from fmpbench.models import build_backbone
 from fmpbench.models.backbones import Dropout
 from fmpbench.training import SplitTensors, TrainConfig, Trainer, TrainHooks
-from fmpbench.training.optim import merge_duplicate_rows
+from fmpbench.training.optim import merge_duplicate_rows, widest_view
 from fmpbench.training.trainer import make_optimizers
 
 NUM_FIELDS = 39
@@ -208,13 +208,13 @@ def row_traffic_seconds(
     params: dict, batch_size: int, X: np.ndarray, y: np.ndarray, dims: list[int], device: torch.device, steps: int,
 ) -> float:
     """Median seconds a step of the embedding rows' memory traffic alone: the forward's gather of the
-    batch's ids, and the lazy Adam's gather and write-back of the weights and both moments at the
-    batch's distinct rows (in the optimiser's order) — what a row-wise update cannot avoid on this
-    layout, its rows scattered over a table and moments many times the size of the cache."""
+    batch's ids, and the lazy Adam's gather and write-back of each distinct row's weight and both
+    moments (side by side in one table, as ``RowSparseAdam`` keeps them, written as wide elements) — what
+    a row-wise update cannot avoid, its rows scattered over a table many times the size of the cache."""
     embedding = build_backbone("mlp", dims, **params).embedding
-    weight = embedding.table.weight.detach().to(device)
-    moments = torch.zeros((weight.shape[0], 2) + weight.shape[1:], device=device)
-    slot = torch.empty(weight.shape[0], dtype=torch.long, device=device)
+    table = torch.zeros((embedding.table.weight.shape[0], 3, embedding.dim), device=device)
+    weight, wide = table[:, 0], widest_view(table.view(table.shape[0], -1))
+    slot = torch.empty(table.shape[0], dtype=torch.long, device=device)
     work = []
     for x, _ in prebuilt_batches(X, y, batch_size, device):
         ids = (x.long() + embedding.offsets.to(device)).flatten()
@@ -224,9 +224,8 @@ def row_traffic_seconds(
         ids, rows = work[i % len(work)]
         start = time.perf_counter()
         weight.index_select(0, ids)
-        w, m = weight.index_select(0, rows), moments.index_select(0, rows)
-        moments.index_copy_(0, rows, m)
-        weight.index_copy_(0, rows, w)
+        gathered = table.index_select(0, rows)
+        wide.index_copy_(0, rows, gathered.view(rows.numel(), -1).view(wide.dtype))
         _sync(device)
         if i >= 5:
             times.append(time.perf_counter() - start)

@@ -160,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
              "default: fmpbench's cheaper masks, another draw from the same distribution",
     )
     run.add_argument(
+        "--torch-adam", action="store_true",
+        help="dense weights' Adam as torch's multi-tensor step, what the committed study ran (configs/study.toml "
+             "pins it); default: torch's fused Adam kernel, faster, rounding differently (<= 1 ulp a step)",
+    )
+    run.add_argument(
         "--rows", type=int, default=None, help="rows of the built-in stand-in / synthetic data (default 50000)"
     )
     run.add_argument("--results", default=DEFAULT_RESULTS_DIR, help="directory for run records")
@@ -314,13 +319,33 @@ def _resolve_methods(text: str) -> list[str]:
     return methods
 
 
+def _start_workers_early() -> None:
+    """Start the ``--jobs`` workers' fork server before this process's own heavy imports: its import of
+    the grid then runs beside them instead of after them, when the first pool needs a worker (~2 s of
+    a small run)."""
+    from fmpbench.lifetime import worker_context
+
+    worker_context()
+
+
+def _study_asks_for_workers(path: Path) -> bool:
+    """Whether a study file sets ``jobs`` > 1 on the local executor, read before ``load_study`` (which
+    imports the grid) checks it; a file it cannot read answers no, and ``load_study`` says why."""
+    import tomllib
+
+    try:
+        grid = tomllib.loads(path.read_text(encoding="utf-8")).get("grid", {})
+    except (OSError, ValueError):  # ValueError: TOML and UTF-8 decoding errors
+        return False
+    if not isinstance(grid, dict) or grid.get("executor", "local") != "local":
+        return False
+    jobs = grid.get("jobs", 1)
+    return isinstance(jobs, int) and jobs > 1
+
+
 def command_run(args: argparse.Namespace) -> int:
     if args.jobs > 1 and args.executor == "local":
-        # start the workers' fork server now: its import of the grid then runs beside this process's
-        # own (below) instead of after it, when the first pool needs a worker (~2 s of a small run)
-        from fmpbench.lifetime import worker_context
-
-        worker_context()
+        _start_workers_early()
     from fmpbench.data import DATASETS, custom_datasets
     from fmpbench.grid import EXECUTORS, build_tasks, check_k_spec, resolve_ks, run_grid
     from fmpbench.models import BACKBONES
@@ -363,7 +388,8 @@ def command_run(args: argparse.Namespace) -> int:
             raise UsageError("--save-model needs --executor local")
         _check_can_create(Path(args.save_model), "--save-model directory")
     overrides = {"max_epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device,
-                 "fast_dropout": False if args.torch_dropout else None}
+                 "fast_dropout": False if args.torch_dropout else None,
+                 "fused_adam": False if args.torch_adam else None}
     train_config = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
     baselines = tuple(_resolve_methods(args.matched_baselines)) if args.matched_baselines else ()
     method_params = _method_params(args.set)
@@ -704,6 +730,8 @@ def command_report(args: argparse.Namespace) -> int:
 
 
 def command_study(args: argparse.Namespace) -> int:
+    if not args.dry_run and _study_asks_for_workers(Path(args.config)):
+        _start_workers_early()
     from fmpbench.study import StudyError, load_study, run_study
 
     study = load_study(Path(args.config))

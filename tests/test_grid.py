@@ -325,3 +325,23 @@ def test_run_starts_the_worker_server_before_it_imports_torch(jobs, executor, st
             "print(seen, code)")
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert child.stdout.split() == [started_before_torch, "2"], child.stderr
+
+
+@pytest.mark.parametrize(("grid", "flags", "started_before_torch"), [
+    ("jobs = 2", [], "[False]"), ("jobs = 1", [], "[]"), ("jobs = 2", ["--dry-run"], "[]"),
+    ('jobs = 2\nexecutor = "ray"', [], "[]"),
+])
+def test_study_starts_the_worker_server_before_it_imports_torch(tmp_path, grid, flags, started_before_torch):
+    """As for `run`: a study with local workers reads its jobs before `load_study` imports the grid."""
+    import subprocess
+    import sys
+
+    study = tmp_path / "s.toml"
+    study.write_text(f'[grid]\nmethods = "nonee"\n{grid}\n[datasets.synthetic]\nrows = 2000\n')
+    code = ("import sys, fmpbench.lifetime as lifetime; seen = []; "
+            "lifetime.worker_context = lambda: seen.append('torch' in sys.modules); "
+            "from fmpbench.cli import main; "
+            f"code = main(['study', {str(study)!r}, *{flags!r}]); "
+            "print(seen, code)")
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert child.stdout.split() == [started_before_torch, "2"], child.stderr

@@ -183,10 +183,27 @@ def test_fast_dropout_is_the_default_reproducible_and_leaves_the_study_run_ids(t
     assert fast_a[-1] > 0.65
 
 
-def test_the_study_config_pins_the_dropout_its_rows_were_trained_with():
+def test_the_study_config_pins_the_dropout_and_adam_its_rows_were_trained_with():
     from fmpbench.study import load_study
 
-    assert load_study(Path(__file__).parents[1] / "configs" / "study.toml").train_config.fast_dropout is False
+    config = load_study(Path(__file__).parents[1] / "configs" / "study.toml").train_config
+    assert config.fast_dropout is False and config.fused_adam is False
+    assert set(config.to_dict()) == set(TrainConfig().to_dict()) - {"fast_dropout", "fused_adam"}
+
+
+def test_fused_adam_is_the_default_and_leaves_the_study_run_ids(tiny_synthetic, fast_context):
+    from fmpbench.training.trainer import make_optimizers
+
+    assert "fused_adam" not in TrainConfig(fused_adam=False).to_dict()  # the committed study's run ids
+    assert TrainConfig().to_dict()["fused_adam"] is True
+    model = fast_context.make_model(tiny_synthetic.field_dims, label_rate=0.5)
+    for fused in (True, False):
+        dense = make_optimizers(model, TrainConfig(fused_adam=fused), TrainHooks())[-1]
+        assert bool(dense.defaults["fused"]) is fused and bool(dense.defaults["foreach"]) is not fused
+    unfused = _train(tiny_synthetic, fast_context, seed=1, max_epochs=2, fused_adam=False)[1].valid_auc_history
+    fused_a = _train(tiny_synthetic, fast_context, seed=1, max_epochs=2)[1].valid_auc_history
+    fused_b = _train(tiny_synthetic, fast_context, seed=1, max_epochs=2)[1].valid_auc_history
+    assert fused_a == fused_b and fused_a == pytest.approx(unfused, abs=2e-3)
 
 
 def test_word_dropout_keeps_the_rate_and_the_expectation_and_follows_its_generator():

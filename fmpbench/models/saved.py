@@ -42,7 +42,9 @@ def save_model(model_dir: Path, model: CTRModel, backbone: str, backbone_params:
     model_dir.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
-        "state_dict": {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()},
+        # contiguous: a trained table is a view of RowSparseAdam's [rows, 3, dim] weight-and-moments table,
+        # and torch.save writes a view's whole storage
+        "state_dict": {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()},
         "backbone": backbone,
         "backbone_params": dict(backbone_params),
         "field_indices": [int(i) for i in field_indices],
