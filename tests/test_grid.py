@@ -309,22 +309,28 @@ def test_workers_fork_from_a_server_that_imported_the_grid_once():
     assert len(pids) == 1 and pids != {os.getpid()}  # one server, not this process
 
 
+def _server_started_before_torch(argv: list[str]) -> list[str]:
+    """What ``main(argv)`` printed in a fresh process: whether torch was loaded when it started the
+    workers' server (``[False]``: before; ``[]``: not started), and its exit code."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fmpbench.lifetime as lifetime; seen = []; "
+            "lifetime.worker_context = lambda: seen.append('torch' in sys.modules); "
+            f"from fmpbench.cli import main; code = main({argv!r}); print(seen, code)")
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert child.stdout, child.stderr
+    return child.stdout.split()
+
+
 @pytest.mark.parametrize(("jobs", "executor", "started_before_torch"), [
     ("2", "local", "[False]"), ("1", "local", "[]"), ("2", "ray", "[]"),
 ])
 def test_run_starts_the_worker_server_before_it_imports_torch(jobs, executor, started_before_torch):
     """The server's import of the grid (~4.5 s) then overlaps the driver's own instead of following it:
     a small `run --jobs 2` took 10.1-12.4 s against 13.3-14.0 s when the first pool started it."""
-    import subprocess
-    import sys
-
-    code = ("import sys, fmpbench.lifetime as lifetime; seen = []; "
-            "lifetime.worker_context = lambda: seen.append('torch' in sys.modules); "
-            "from fmpbench.cli import main; "
-            f"code = main(['run', '--methods', 'nonee', '--jobs', '{jobs}', '--executor', '{executor}']); "
-            "print(seen, code)")
-    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert child.stdout.split() == [started_before_torch, "2"], child.stderr
+    argv = ["run", "--methods", "nonee", "--jobs", jobs, "--executor", executor]
+    assert _server_started_before_torch(argv) == [started_before_torch, "2"]
 
 
 @pytest.mark.parametrize(("grid", "flags", "started_before_torch"), [
@@ -333,15 +339,6 @@ def test_run_starts_the_worker_server_before_it_imports_torch(jobs, executor, st
 ])
 def test_study_starts_the_worker_server_before_it_imports_torch(tmp_path, grid, flags, started_before_torch):
     """As for `run`: a study with local workers reads its jobs before `load_study` imports the grid."""
-    import subprocess
-    import sys
-
     study = tmp_path / "s.toml"
     study.write_text(f'[grid]\nmethods = "nonee"\n{grid}\n[datasets.synthetic]\nrows = 2000\n')
-    code = ("import sys, fmpbench.lifetime as lifetime; seen = []; "
-            "lifetime.worker_context = lambda: seen.append('torch' in sys.modules); "
-            "from fmpbench.cli import main; "
-            f"code = main(['study', {str(study)!r}, *{flags!r}]); "
-            "print(seen, code)")
-    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert child.stdout.split() == [started_before_torch, "2"], child.stderr
+    assert _server_started_before_torch(["study", str(study), *flags]) == [started_before_torch, "2"]
