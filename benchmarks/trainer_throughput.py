@@ -1,7 +1,9 @@
 """Trainer throughput against the compute floor, under contention, and against the GEMM bound.
 
 Measured in one run on a Criteo-shaped synthetic set (39 fields, power-law ids):
-1. samples/s of ``Trainer.fit`` for one epoch (batch gathering, optimiser, end-of-epoch validation);
+1. samples/s of ``Trainer.fit`` for whole epochs of at least ``FIT_STEPS`` steps (batch gathering,
+   optimiser, end-of-epoch validation; one epoch until session 9: the ERASE size's 44 steps, of
+   which the thread governor's warm-up and first probe took 20, put trainer / floor at 0.65-0.83);
 2. samples/s of the same model's training step on pre-built in-memory batches (up to 200 distinct
    batches of random rows, so the optimiser touches ids across the whole table as in training) —
    the compute floor of this model; the ratio 1/2 is the trainer's efficiency;
@@ -14,13 +16,15 @@ Measured in one run on a Criteo-shaped synthetic set (39 fields, power-law ids):
    keeps one core busy: the floor's step at a fixed thread count, and ``Trainer.fit``'s samples/s
    over at least ``FIT_STEPS`` steps, whose thread governor runs a 2-thread fit at whichever of 1
    and 2 threads is faster — on a shared host the 2-thread trainer must not be slower than the
-   1-thread one. A child process repeats the
+   1-thread one: each pair's 2 / 1 ratio, and the 95 % interval of their geometric mean (whether a
+   difference is more than the host's drift). A child process repeats the
    busy 2-thread default step with libgomp's spinning wait (``GOMP_SPINCOUNT=300000``, what torch
    does without fmpbench's ``OMP_WAIT_POLICY=PASSIVE``);
 5. for the default model, where its quiet 1-thread step goes (forward + loss, backward, row-sparse
    Adam, dense Adam) and its GEMM bound: the MLP's dense forward and backward matmuls alone at that
    batch, timed in the same run; bound / step is how close the step is to its floor — also with
-   torch's own dropout masks (``TrainConfig(fast_dropout=False)``, what the committed study ran).
+   torch's own dropout masks (``TrainConfig(fast_dropout=False)``; the committed study also ran the
+   unfused dense Adam, ``fused_adam=False``).
    Beside it the rows' memory traffic alone (``row_traffic_seconds``), and (GEMM + rows) / step.
    Step and bounds alternate in ``BOUND_ROUNDS`` rounds and the ratio is the median of the rounds'
    (measured one after the other, as until session 7, a noisy patch of the host's hit one of them).
@@ -50,6 +54,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+from scipy import stats
 from torch import nn
 
 from fmpbench.data.prepared import Split
@@ -68,8 +73,9 @@ MODELS = {
     DEFAULT: ({}, 512),
 }
 PHASES = ("forward_loss", "backward", "sparse_adam", "dense_adam")
-#: fits per thread count and host state in the contention figures (a busy host's runs vary ±15 %)
-FIT_REPEATS = 5
+#: fits per thread count and host state in the contention figures (a busy host's runs vary ±15 %); 9
+#: pairs put the 95 % interval of their 2 / 1 ratio at about ±5 % (5 pairs: ±10 %, session 9)
+FIT_REPEATS = 9
 #: steps of each of those fits at least (whole epochs): the governor's warm-up and first probe take 20
 #: steps, half of them at the slower count — ~5 % of the ERASE size's one-epoch, 44-step fit until
 #: session 8, against 8 of every 500 steps in a real epoch of thousands
@@ -232,6 +238,14 @@ def row_traffic_seconds(
     return float(np.median(times))
 
 
+def ratio_interval(ratios: np.ndarray, confidence: float = 0.95) -> list[float]:
+    """Student-t interval of the geometric mean of paired ratios: whether 2 threads are slower than 1
+    beyond the host's drift, which a single ratio cannot tell (pairs ran 0.87-1.10 within one run)."""
+    logs = np.log(ratios)
+    low, high = stats.t.interval(confidence, len(logs) - 1, loc=logs.mean(), scale=stats.sem(logs))
+    return [round(float(np.exp(low)), 3), round(float(np.exp(high)), 3)]
+
+
 def median_ratio(numerators: object, denominators: object) -> float:
     """The median of per-round ratios (rounded): drift within a round hits both sides alike."""
     return round(float(np.median(np.divide(numerators, denominators))), 3)
@@ -316,7 +330,9 @@ def contention(
             for n, rates in fits.items():
                 out[f"trainer_samples_per_s_{n}t_{state}"] = round(float(np.median(rates)))
             # each alternation's 2 / 1 ratio (fits k of each count ran next to each other): the run's spread
-            out[f"2t_over_1t_trainer_{state}_each_pair"] = [round(b / a, 3) for a, b in zip(fits[1], fits[2])]
+            pairs = np.divide(fits[2], fits[1])
+            out[f"2t_over_1t_trainer_{state}_each_pair"] = np.round(pairs, 3).tolist()
+            out[f"2t_over_1t_trainer_{state}_ci95"] = ratio_interval(pairs)
     for state in ("quiet", "busy"):
         out[f"2t_over_1t_step_{state}"] = round(out[f"step_ms_1t_{state}"] / out[f"step_ms_2t_{state}"], 3)
         out[f"2t_over_1t_trainer_{state}"] = round(
@@ -355,7 +371,7 @@ def main() -> None:
         # the other (until session 8), the host's drift put trainer / floor anywhere in 0.80-1.16
         rounds = np.array([
             (batch / step_seconds(params, batch, X, y, dims, device, args.steps),
-             trainer_samples_per_second(params, batch, X, y, dims, device),
+             trainer_samples_per_second(params, batch, X, y, dims, device, FIT_STEPS),
              step_seconds(params, batch, X10k, y, dims10k, device, args.steps),
              step_seconds(params, batch, X1m, y, dims1m, device, args.steps))
             for _ in range(HEADLINE_ROUNDS)
