@@ -171,6 +171,16 @@ def _check_keys(path: Path, where: str, table: dict[str, Any], allowed: Sequence
             raise StudyError(f"{path}: unknown key '{key}' in {where}; allowed: {', '.join(allowed)}")
 
 
+def _method_names(path: Path, key: str, value: object) -> list[str]:
+    """Method names from a list of strings or, as ``run --methods a,b`` takes them, one comma-separated
+    string (a string used to be read as a list of its letters: "unknown method 'n'")."""
+    if isinstance(value, str):
+        return [name.strip() for name in value.split(",") if name.strip()]
+    if isinstance(value, list) and all(isinstance(name, str) for name in value):
+        return value
+    raise StudyError(f"{path}: [grid] {key} = {value!r}: give a list of method names or one comma-separated string")
+
+
 def load_study(path: Path) -> Study:
     """Parse and validate a study file; every mistake (an unknown key included) is a one-line ``StudyError``."""
     try:
@@ -189,11 +199,11 @@ def load_study(path: Path) -> Study:
         raise StudyError(f"{path}: [grid] executor = {grid['executor']!r}: choose from: {', '.join(EXECUTORS)}")
     train_config, backbone_params = _settings(path, grid, str(grid.get("backbone", "mlp")))
     known = available_methods()
-    methods = known if grid.get("methods", "all") == "all" else list(grid["methods"])
+    methods = known if grid.get("methods", "all") == "all" else _method_names(path, "methods", grid["methods"])
     ablations = list(raw.get("ablation", []))
     for ablation in ablations:
         _check_keys(path, "[[ablation]]", ablation, ABLATION_KEYS)
-    baselines = tuple(grid.get("matched_baselines", ()))
+    baselines = tuple(_method_names(path, "matched_baselines", grid.get("matched_baselines", [])))
     for name in [*methods, *baselines, *(a.get("method", "") for a in ablations)]:
         if name not in known:
             raise StudyError(f"{path}: unknown method '{name}'; choose from: {', '.join(known)}")

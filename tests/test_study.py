@@ -67,6 +67,21 @@ def test_unknown_study_keys_are_refused(tmp_path, capsys, grid, dataset, message
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("methods", "expected"), [('"none, lasso"', ["none", "lasso"]), ('["lasso"]', ["lasso"])])
+def test_study_methods_are_a_list_or_a_comma_separated_string_as_for_run(tmp_path, methods, expected):
+    path = tmp_path / "s.toml"
+    path.write_text(f"[grid]\nmethods = {methods}\nmatched_baselines = {methods}\n[datasets.synthetic]\nrows = 2000\n")
+    study = load_study(path)
+    assert study.methods == expected and list(study.matched_baselines) == expected
+
+
+def test_study_methods_of_another_type_are_refused_in_one_line(tmp_path, capsys):
+    path = tmp_path / "s.toml"
+    path.write_text("[grid]\nmethods = 3\n[datasets.synthetic]\nrows = 2000\n")
+    assert main(["study", str(path)]) == 2
+    assert "[grid] methods = 3: give a list of method names or one comma-separated string" in capsys.readouterr().err
+
+
 def test_study_defaults_are_five_seeds_with_split_variation(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text("[datasets.synthetic]\nrows = 2000\n", encoding="utf-8")
