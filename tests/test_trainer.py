@@ -183,11 +183,13 @@ def test_fast_dropout_is_the_default_reproducible_and_leaves_the_study_run_ids(t
     assert fast_a[-1] > 0.65
 
 
-def test_the_study_config_pins_the_dropout_and_adam_its_rows_were_trained_with():
+def test_the_study_config_pins_the_training_its_rows_were_trained_with():
     from fmpbench.study import load_study
 
-    config = load_study(Path(__file__).parents[1] / "configs" / "study.toml").train_config
+    study = load_study(Path(__file__).parents[1] / "configs" / "study.toml")
+    config = study.train_config
     assert config.fast_dropout is False and config.fused_adam is False
+    assert study.stack_retrains is False  # its rows were trained alone; a stacked record keeps the run id
     assert set(config.to_dict()) == set(TrainConfig().to_dict()) - {"fast_dropout", "fused_adam"}
 
 
