@@ -5,7 +5,8 @@ The tasks of a seed run through the protocol's own :func:`fmpbench.protocol.iter
 baton). A task that reaches a retrain row of a stackable backbone (``fmpbench.training.stacked``)
 parks the model here instead of training it and hands the baton on; once every task of the seed
 has parked or ended, the parked models are grouped by shape (k, widths, dropout), each group trains
-with :func:`fit_stacked`, and the tasks resume. Rows are visited in k order, so the first round
+with :func:`fit_stacked` (a group of one trains as a separate retrain does, so its numbers are the
+separate path's), and the tasks resume. Rows are visited in k order, so the first round
 stacks every method's smallest-k retrain, the next the following k, and so on. Other rows (native
 pipelines, matched baselines, other backbones) train as before, in their task's turn.
 
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from fmpbench.data.prepared import PreparedData
 from fmpbench.models import CTRModel
@@ -85,6 +87,10 @@ class _Baton:
         self.done: set[int] = set()
         self.count = count
         self.stacks: dict[tuple[int, int], _Parked] = {}  # (task, k) → its parked retrain, once trained
+        #: each waiting task's state of torch's global generators, which its turns continue: torch's own
+        #: dropout masks (``fast_dropout = false``, the study's) draw from them, and tasks taking turns in
+        #: one process would otherwise draw from one interleaved stream — other numbers than alone
+        self.generators: dict[int, list[torch.Tensor]] = {}
         self.stopping = False
 
     def take(self, index: int) -> None:
@@ -92,9 +98,12 @@ class _Baton:
         self.cond.wait_for(lambda: self.turn == index or self.stopping)
         if self.stopping:
             raise _Stopped
+        if index in self.generators:
+            _set_generators(self.generators.pop(index))
 
     def give(self, index: int) -> None:
         """End task ``index``'s turn and wait for the next (called with ``cond`` held)."""
+        self.generators[index] = _generators()
         self.turn = None
         self.cond.notify_all()
         self.take(index)
@@ -133,14 +142,32 @@ class _Baton:
             context = members[0].context
             results: list[TrainResult | BaseException]
             try:
-                train, valid = context.tensors(members[0].data)
-                results = list(fit_stacked([p.model for p in members], [p.fields for p in members], train, valid,
-                                           context.train_config, context.seed))
+                if len(members) == 1:  # nothing to stack with: the separate retrain, and so its numbers
+                    alone = members[0]
+                    _set_generators(self.generators[alone.task])  # the draws its task would make next
+                    results = [fit_alone(alone.model, alone.data, alone.fields, context)]
+                    self.generators[alone.task] = _generators()
+                else:
+                    train, valid = context.tensors(members[0].data)
+                    results = list(fit_stacked([p.model for p in members], [p.fields for p in members], train,
+                                               valid, context.train_config, context.seed))
             except Exception as exc:  # noqa: BLE001 - fails these rows (raised in their tasks), not the grid
                 results = [exc] * len(members)
             for parked, result in zip(members, results):
                 parked.result = result
                 parked.stacked_with = [p.task for p in members if p is not parked]
+
+
+def _generators() -> list[torch.Tensor]:
+    """The states of torch's global generators: the CPU one, and CUDA's where CUDA is in use."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []
+    return [torch.get_rng_state(), *cuda]
+
+
+def _set_generators(states: list[torch.Tensor]) -> None:
+    torch.set_rng_state(states[0])
+    if len(states) > 1:
+        torch.cuda.set_rng_state_all(states[1:])
 
 
 class _BatonLedger(RetrainLedger):
@@ -242,7 +269,8 @@ def _stop(baton: _Baton, threads: list[threading.Thread]) -> None:
 def _annotated(record: dict[str, Any], index: int, baton: _Baton, retrain_ids: dict) -> dict[str, Any]:
     """A stacked retrain's record with the stack it trained in."""
     parked = baton.stacks.get((index, record["k"]))
-    if parked is not None and record.get("pipeline") == "retrain" and not record.get("reused_from"):
+    stacked = parked is not None and parked.stacked_with  # a stack of one trained alone
+    if stacked and record.get("pipeline") == "retrain" and not record.get("reused_from"):
         record["stack_size"] = len(parked.stacked_with) + 1
         record["stacked_with"] = [retrain_ids[(i, record["k"])] for i in parked.stacked_with]
     return record

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -189,9 +190,29 @@ def test_a_stacked_grid_still_trains_a_duplicated_retrain_once(tmp_path, tiny_sy
     every = (tiny_synthetic.num_fields,)  # at k = F every method keeps every field
     records = _grid(tmp_path, tiny_synthetic, ["none", "random", "lasso"], every, stack=True).values()
     trained = [r for r in records if not r.get("reused_from")]
-    assert len(trained) == 1 and trained[0]["stack_size"] == 1
+    assert len(trained) == 1 and trained[0]["stack_size"] is None  # a stack of one trains alone
     assert all(r["reused_from"] == trained[0]["run_id"] for r in records if r is not trained[0])
     assert {r["test_auc"] for r in records} == {trained[0]["test_auc"]}
+
+
+@pytest.mark.parametrize("fast_dropout", [True, False])
+def test_a_retrain_with_nothing_to_stack_with_gives_the_separate_retrain_s_numbers(tmp_path, tiny_synthetic,
+                                                                                   fast_dropout):
+    # a stack of one has nothing to gain, and a stack is another draw (its dropout masks): a lone retrain
+    # under stacking must equal the separate grid's, also with torch's masks (the study's), which draw
+    # from torch's global generator while the seed's tasks take turns (autofield's search between none's
+    # start and its retrain)
+    config = replace(GRID, backbone_params={**GRID.backbone_params, "dropout": 0.2},
+                     train_config=replace(GRID.train_config, fast_dropout=fast_dropout))
+    records = {}
+    for stack in (False, True):
+        with open(os.devnull, "w") as quiet:
+            run_grid(build_tasks(["none", "autofield"], [0], (4,)), config, tiny_synthetic, tmp_path / str(stack),
+                     stream=quiet, stack_retrains=stack)
+        records[stack] = {r["run_id"]: r for r in iter_records(tmp_path / str(stack))}
+    assert records[True].keys() == records[False].keys() and len(records[True]) == 2
+    for run_id, record in records[True].items():
+        assert record["stack_size"] is None and record["test_auc"] == records[False][run_id]["test_auc"]
 
 
 def _task_threads() -> list[threading.Thread]:
